@@ -1,0 +1,1 @@
+"""Tally: Keras-exact streaming metrics as a service."""

@@ -1,0 +1,182 @@
+"""The `Metric` base class: a numpy mirror of `keras.metrics.Metric`.
+
+A metric declares its state in `__init__` with `add_variable` (each variable with an
+aggregation: how two workers' contributions combine), mutates it in `update_state`, and reads
+it in `result`. That is all a metric author writes, exactly as in the Keras guide.
+
+The service never keeps a metric's state in the object. `engine.py` turns a metric into two
+pure functions: run `update_state` on freshly initialised variables to capture one batch's
+contribution, and load stored state into the variables to call `result`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from app.errors import ConfigError
+
+Aggregation = Literal["sum", "max", "min"]
+AGGREGATIONS: tuple[str, ...] = ("sum", "max", "min")
+FLOAT_DTYPES = ("float16", "float32", "float64")
+INT_DTYPES = ("int32", "int64")
+
+
+def to_snake_case(name: str) -> str:
+    """`MeanIoU` -> `mean_io_u`, exactly as Keras names its metrics."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _initial_array(initializer: Any, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    if isinstance(initializer, str):
+        key = initializer.lower()
+        if key == "zeros":
+            return np.zeros(shape, dtype=dtype)
+        if key == "ones":
+            return np.ones(shape, dtype=dtype)
+        raise ConfigError(f"unknown initializer {initializer!r}; expected 'zeros', 'ones', "
+                          "a number or a callable(shape, dtype)")
+    if isinstance(initializer, int | float | np.number):
+        return np.full(shape, initializer, dtype=dtype)
+    if callable(initializer):
+        return np.broadcast_to(np.asarray(initializer(shape, dtype), dtype=dtype), shape).copy()
+    raise ConfigError(f"unsupported initializer {initializer!r}")
+
+
+class Variable:
+    """One named state array, like `keras.Variable`: value, shape, dtype and aggregation.
+
+    Arithmetic on a variable gives plain numpy arrays, so `v.assign(v + x)` and
+    `v.assign_add(x)` both work as they do in Keras.
+    """
+
+    def __init__(self, name: str, shape: Sequence[int], dtype: str, initializer: Any,
+                 aggregation: str) -> None:
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"variable {name!r}: aggregation must be one of "
+                              f"{', '.join(AGGREGATIONS)}; got {aggregation!r}")
+        self.name = name
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = dtype
+        self.aggregation = aggregation
+        self.initial_value = _initial_array(initializer, self.shape, dtype)
+        self.value = self.initial_value.copy()
+
+    def assign(self, value: Any) -> None:
+        array = np.asarray(value)
+        if array.shape != self.shape:
+            array = np.broadcast_to(array, self.shape)
+        self.value = array.astype(self.dtype, copy=True)
+
+    def assign_add(self, delta: Any) -> None:
+        self.assign(self.value + np.asarray(delta, dtype=self.dtype))
+
+    def assign_sub(self, delta: Any) -> None:
+        self.assign(self.value - np.asarray(delta, dtype=self.dtype))
+
+    def reset(self) -> None:
+        self.value = self.initial_value.copy()
+
+    def numpy(self) -> np.ndarray:
+        return self.value
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.value if dtype is None else self.value.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<Variable {self.name} shape={self.shape} dtype={self.dtype}>"
+
+    # Arithmetic delegates to the value, so update code reads like Keras code.
+    def __add__(self, o: Any) -> Any: return self.value + np.asarray(o)
+    def __radd__(self, o: Any) -> Any: return np.asarray(o) + self.value
+    def __sub__(self, o: Any) -> Any: return self.value - np.asarray(o)
+    def __rsub__(self, o: Any) -> Any: return np.asarray(o) - self.value
+    def __mul__(self, o: Any) -> Any: return self.value * np.asarray(o)
+    def __rmul__(self, o: Any) -> Any: return np.asarray(o) * self.value
+    def __truediv__(self, o: Any) -> Any: return self.value / np.asarray(o)
+    def __rtruediv__(self, o: Any) -> Any: return np.asarray(o) / self.value
+    def __neg__(self) -> Any: return -self.value
+    def __getitem__(self, key: Any) -> Any: return self.value[key]
+    def __float__(self) -> float: return float(self.value)
+
+
+class Metric:
+    """Base class of every metric, built-in or plugin. Mirrors `keras.metrics.Metric`."""
+
+    #: Names of the arrays `update_state` takes besides `sample_weight`; derived from the
+    #: signature when a subclass does not set it.
+    inputs: ClassVar[tuple[str, ...]]
+
+    def __init__(self, name: str | None = None, dtype: str | None = None) -> None:
+        self.name = name if name is not None else to_snake_case(type(self).__name__)
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string; got {name!r}")
+        self.dtype = validate_dtype(dtype, FLOAT_DTYPES)
+        self._variables: list[Variable] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "inputs" not in cls.__dict__:
+            params = inspect.signature(cls.update_state).parameters
+            cls.inputs = tuple(
+                p for p, spec in params.items()
+                if p not in ("self", "sample_weight")
+                and spec.kind in (spec.POSITIONAL_ONLY, spec.POSITIONAL_OR_KEYWORD)
+            )
+
+    # -- state declaration -------------------------------------------------------------
+    def add_variable(self, shape: Sequence[int] = (), initializer: Any = "zeros",
+                     dtype: str | None = None, aggregation: str = "sum",
+                     name: str | None = None) -> Variable:
+        name = name or f"variable_{len(self._variables)}"
+        if any(v.name == name for v in self._variables):
+            raise ConfigError(f"metric {type(self).__name__} declares variable {name!r} twice")
+        variable = Variable(name, shape, dtype or self.dtype, initializer, aggregation)
+        self._variables.append(variable)
+        return variable
+
+    def add_weight(self, name: str | None = None, shape: Sequence[int] = (),
+                   initializer: Any = "zeros", dtype: str | None = None,
+                   aggregation: str = "sum") -> Variable:
+        """Keras' older spelling of `add_variable`, used by the Keras guide's examples."""
+        return self.add_variable(shape, initializer, dtype, aggregation, name)
+
+    @property
+    def variables(self) -> list[Variable]:
+        return list(self._variables)
+
+    # -- the Keras API -----------------------------------------------------------------
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        raise NotImplementedError
+
+    def reset_state(self) -> None:
+        for variable in self._variables:
+            variable.reset()
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Metric:
+        return cls(**config)
+
+
+def validate_dtype(dtype: Any, allowed: Sequence[str]) -> str:
+    """Keras' `dtype` argument: None means float32 (floatx)."""
+    if dtype is None:
+        return "float32" if "float32" in allowed else allowed[0]
+    if not isinstance(dtype, str) or dtype not in allowed:
+        raise ConfigError(f"dtype must be one of {', '.join(allowed)} or null; got {dtype!r}")
+    return dtype
+
+
+MetricFactory = Callable[..., Metric]

@@ -1,0 +1,152 @@
+"""Turns a `Metric` object into the two pure functions the service needs.
+
+* `contribution(metric, inputs)`: what one batch adds to the state, as sparse per-element
+  increments grouped by aggregation. It runs the metric's own `update_state` on freshly
+  initialised variables, so any metric written the Keras way works without knowing about us.
+* `load_state(metric, fields)` then `metric.result()`: the result for a stored state.
+
+State travels as a flat map `"<variable>:<flat index>" -> float`, holding only elements that
+differ from the initial value: the stores add, max or min them without knowing what they mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.metrics.base import Metric, Variable
+
+
+@dataclass
+class Contribution:
+    """One batch's increments, keyed by state field."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    maxes: dict[str, float] = field(default_factory=dict)
+    mins: dict[str, float] = field(default_factory=dict)
+    samples: int = 0
+
+
+def field_name(variable: str, index: int) -> str:
+    return f"{variable}:{index}"
+
+
+def _add_fields(target: Contribution, variable: Variable, value: np.ndarray) -> None:
+    """Record `value` (the variable after one update from its initial value) as increments."""
+    initial = variable.initial_value.astype(np.float64).ravel()
+    after = np.asarray(value, dtype=np.float64).ravel()
+    if variable.aggregation == "sum":
+        delta = after - initial
+        changed = np.flatnonzero((delta != 0) | np.isnan(delta))
+        bucket, values = target.sums, delta
+    else:
+        changed = np.flatnonzero((after != initial) | np.isnan(after))
+        bucket = target.maxes if variable.aggregation == "max" else target.mins
+        values = after
+    for i in changed.tolist():
+        bucket[field_name(variable.name, i)] = float(values[i])
+
+
+def count_samples(inputs: dict[str, np.ndarray]) -> int:
+    """Samples in a batch: the length of the first input's first axis (1 for a scalar)."""
+    first = next(iter(inputs.values()))
+    return int(first.shape[0]) if first.ndim else 1
+
+
+def contribution(metric: Metric, inputs: dict[str, np.ndarray],
+                 sample_weight: np.ndarray | None) -> Contribution:
+    metric.reset_state()
+    try:
+        with np.errstate(all="ignore"):
+            metric.update_state(**inputs, sample_weight=sample_weight)
+    except InvalidInput:
+        raise
+    except (ValueError, IndexError, TypeError) as exc:
+        # Numpy's own shape errors (broadcasting, axes) are the caller's bad input.
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in inputs.items())
+        if sample_weight is not None:
+            shapes += f", sample_weight {list(np.shape(sample_weight))}"
+        raise InvalidInput(f"{type(metric).__name__} cannot take this batch ({shapes}): {exc}")\
+            from None
+    result = Contribution(samples=count_samples(inputs))
+    for variable in metric.variables:
+        _add_fields(result, variable, variable.value)
+    return result
+
+
+def merge_contribution(metric: Metric, values: dict[str, Any]) -> Contribution:
+    """Pre-aggregated variables (as Keras `merge_state` takes them) as increments."""
+    by_name = {v.name: v for v in metric.variables}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise InvalidInput(f"unknown variable(s) {unknown} for {type(metric).__name__}; "
+                           f"expected names among {list(by_name)}")
+    result = Contribution(samples=0)
+    for name, raw in values.items():
+        variable = by_name[name]
+        try:
+            array = np.asarray(raw, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"variable {name!r} must be numbers with shape "
+                               f"{list(variable.shape)}; got {raw!r:.200}") from None
+        if array.shape != variable.shape:
+            raise InvalidInput(f"variable {name!r} must have shape {list(variable.shape)}; "
+                               f"got shape {list(array.shape)}")
+        if not np.all(np.isfinite(array)):
+            raise InvalidInput(f"variable {name!r} contains NaN or infinity")
+        if variable.aggregation == "sum":
+            array = array + variable.initial_value
+        _add_fields(result, variable, array)
+    return result
+
+
+def load_state(metric: Metric, fields: dict[str, float]) -> None:
+    """Set the metric's variables from stored fields (absent fields are initial values)."""
+    by_name = {v.name: v for v in metric.variables}
+    flat = {name: v.initial_value.astype(np.float64).ravel() for name, v in by_name.items()}
+    for key, value in fields.items():
+        name, _, index = key.rpartition(":")
+        if name not in flat:
+            continue  # a field from an older layout; ignore it rather than fail a read
+        variable = by_name[name]
+        i = int(index)
+        if variable.aggregation == "sum":
+            flat[name][i] += value
+        elif variable.aggregation == "max":
+            flat[name][i] = max(flat[name][i], value)
+        else:
+            flat[name][i] = min(flat[name][i], value)
+    for name, variable in by_name.items():
+        variable.value = flat[name].reshape(variable.shape)
+
+
+def to_json(value: Any) -> Any:
+    """A result or variable value as JSON: a number or nested lists; NaN becomes null."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        number = float(array)
+        return number if np.isfinite(number) else None
+    return [to_json(x) for x in array] if array.ndim > 1 else [
+        float(x) if np.isfinite(x) else None for x in array.tolist()
+    ]
+
+
+def result_json(metric: Metric, fields: dict[str, float]) -> Any:
+    load_state(metric, fields)
+    with np.errstate(all="ignore"):
+        return to_json(metric.result())
+
+
+def variables_json(metric: Metric, fields: dict[str, float]) -> list[dict[str, Any]]:
+    load_state(metric, fields)
+    return [
+        {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "value": to_json(v.value)}
+        for v in metric.variables
+    ]
+
+
+def describe_variables(metric: Metric) -> list[dict[str, Any]]:
+    return [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype} for v in metric.variables]
