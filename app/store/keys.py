@@ -1,0 +1,43 @@
+"""Every Redis key Tally uses, and the only place that formats them.
+
+All keys of one session share the hash tag `{<name>}`, so one Lua script can touch them all,
+also on Redis Cluster. Session names cannot contain braces (see the name rule), so the tag is
+always exactly the name.
+"""
+
+from __future__ import annotations
+
+PREFIX = "tally"
+INDEX = f"{PREFIX}:index"  # sorted set of session names (all scores 0: ordered by name)
+
+
+def _tag(name: str) -> str:
+    return f"{PREFIX}:{{{name}}}"
+
+
+def meta(name: str) -> str:
+    return f"{_tag(name)}:meta"
+
+
+def state(name: str) -> str:
+    return f"{_tag(name)}:state"
+
+
+def history(name: str) -> str:
+    return f"{_tag(name)}:history"
+
+
+def idempotency(name: str) -> str:
+    """Hash: idempotency key -> the first answer ("<epoch> <samples>")."""
+    return f"{_tag(name)}:idem"
+
+
+def idempotency_expiry(name: str) -> str:
+    """Sorted set: idempotency key -> expiry time in ms, to purge the hash without KEYS."""
+    return f"{_tag(name)}:idemx"
+
+
+def session_keys(name: str) -> list[str]:
+    """The five keys of a session, in the order every Lua script expects them."""
+    return [meta(name), state(name), history(name), idempotency(name),
+            idempotency_expiry(name)]
