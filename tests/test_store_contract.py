@@ -7,13 +7,20 @@ import math
 
 import pytest
 
-from app.store.base import Applied, Batch, EpochMismatch, SessionMeta, SessionNotFound
+from app.store.base import (
+    Applied,
+    Batch,
+    EpochMismatch,
+    SessionMeta,
+    SessionNotFound,
+    StaleSession,
+)
 
 
 def meta(name: str = "run1.val.precision", ttl: int | None = None) -> SessionMeta:
     return SessionMeta(name=name, metric="Precision", args={"thresholds": 0.5},
                        config={"name": "precision", "thresholds": 0.5}, epoch=0,
-                       created_at=1700000000.25, ttl_seconds=ttl)
+                       created_at=1700000000.25, ttl_seconds=ttl, id=f"id-{name}")
 
 
 async def test_create_is_idempotent(store):
@@ -164,3 +171,13 @@ async def test_concurrent_applies_are_exact(store):
     fields = (await store.read(name)).fields
     assert fields["x:0"] == 160.0
     assert all(fields[f"w:{i}"] == 10.0 for i in range(8))
+
+
+async def test_batch_for_an_earlier_incarnation_is_refused(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    ok = Batch(sums={"x:0": 1.0}, samples=1, session_id="id-run1.val.precision")
+    stale = Batch(sums={"x:0": 50.0}, samples=1, session_id="id-of-a-deleted-session")
+    out = await store.apply(name, [ok, stale])
+    assert out[0] == Applied(0, 1) and isinstance(out[1], StaleSession)
+    assert (await store.read(name)).fields == {"x:0": 1.0}

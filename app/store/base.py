@@ -26,6 +26,7 @@ class SessionMeta:
     epoch: int = 0
     created_at: float = 0.0  # unix seconds
     ttl_seconds: int | None = None
+    id: str = ""  # this incarnation of the name: a deleted and re-created session differs
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Batch:
     samples: int = 0
     epoch: int | None = None  # apply only if the session is at this epoch
     idempotency_key: str | None = None
+    session_id: str | None = None  # computed for this incarnation; else `StaleSession`
 
 
 @dataclass
@@ -69,6 +71,13 @@ class EpochMismatch(Conflict):
         super().__init__(f"session {name!r} is at epoch {current}, not the epoch {expected} "
                          "the request expects; nothing was applied")
         self.current = current
+
+
+class StaleSession(Conflict):
+    """The batch was computed for an earlier session of the same name (deleted, re-created)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"session {name!r} was re-created while the request was in flight")
 
 
 class SessionNotFound(NotFound):

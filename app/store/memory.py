@@ -23,6 +23,7 @@ from app.store.base import (
     SessionMeta,
     SessionNotFound,
     Snapshot,
+    StaleSession,
 )
 
 
@@ -106,6 +107,8 @@ class MemoryStore:
             if key is not None and key in session.answers:
                 first = session.answers[key][0]
                 out.append(Applied(first.epoch, first.samples, replayed=True))
+            elif batch.session_id is not None and batch.session_id != session.meta.id:
+                out.append(StaleSession(name))
             elif batch.epoch is not None and batch.epoch != epoch:
                 out.append(EpochMismatch(name, batch.epoch, epoch))
             else:

@@ -31,6 +31,7 @@ from app.store.base import (
     SessionMeta,
     SessionNotFound,
     Snapshot,
+    StaleSession,
 )
 
 T = TypeVar("T")
@@ -63,6 +64,7 @@ def _meta_from(name: str, flat: list[Any]) -> SessionMeta:
         epoch=int(raw["epoch"]),
         created_at=float(raw["created_at"]),
         ttl_seconds=int(raw["ttl"]) if raw.get("ttl") else None,
+        id=raw.get("id", ""),
     )
 
 
@@ -85,11 +87,15 @@ def _encode_batch(batch: Batch) -> dict[str, Any]:
         encoded["e"] = batch.epoch
     if batch.idempotency_key is not None:
         encoded["k"] = batch.idempotency_key
+    if batch.session_id is not None:
+        encoded["i"] = batch.session_id
     return encoded
 
 
 def _decode_answer(name: str, expected: int | None, answer: Any) -> Applied | TallyError:
     kind, *rest = _text(answer).split(" ")
+    if kind == "S":
+        return StaleSession(name)
     if kind == "E":
         return EpochMismatch(name, expected if expected is not None else -1, int(rest[0]))
     return Applied(int(rest[0]), int(rest[1]), replayed=kind == "R")
@@ -153,6 +159,7 @@ class RedisStore:
         existing = await self._run("create", meta.name, [
             meta.metric, orjson.dumps(meta.args), orjson.dumps(meta.config),
             repr(meta.created_at), "" if meta.ttl_seconds is None else str(meta.ttl_seconds),
+            meta.id,
         ])
         if existing:
             return _meta_from(meta.name, existing), False

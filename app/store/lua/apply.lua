@@ -1,11 +1,13 @@
 -- apply: add one or more batches' increments to a session's state, atomically per batch.
 -- KEYS: meta, state, history, idem, idemx (the session's keys, see keys.py)
 -- ARGV[1]: JSON list of batches, each {"s": [field, delta, ...] (sums), "x": [...] (max),
---          "m": [...] (min), "n": samples, "e": expected epoch or absent, "k": idempotency key
---          or absent}. Deltas are strings: Lua numbers would lose digits.
+--          "m": [...] (min), "n": samples, "e": expected epoch, "k": idempotency key,
+--          "i": session id the batch was computed for; the last three optional}.
+--          Deltas are strings: Lua numbers would lose digits.
 -- ARGV[2]: idempotency window in ms.
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
---          of a key's first answer, "E <epoch>" epoch precondition failed; or {"missing"}.
+--          of a key's first answer, "E <epoch>" epoch precondition failed, "S" the session
+--          was re-created since the batch was computed; or {"missing"}.
 local meta, state, idem, idemx = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 if redis.call('EXISTS', meta) == 0 then
   return {'missing'}
@@ -39,6 +41,7 @@ local function extreme(pairs_, better)
 end
 
 local epoch = tonumber(redis.call('HGET', meta, 'epoch'))
+local id = redis.call('HGET', meta, 'id')
 local batches = cjson.decode(ARGV[1])
 local window = tonumber(ARGV[2])
 local out = {}
@@ -47,6 +50,8 @@ for i, b in ipairs(batches) do
   if b.k then prior = redis.call('HGET', idem, b.k) end
   if prior then
     out[i] = 'R ' .. prior
+  elseif b.i and b.i ~= id then
+    out[i] = 'S'
   elseif b.e and b.e ~= epoch then
     out[i] = 'E ' .. epoch
   else
