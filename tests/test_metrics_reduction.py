@@ -33,5 +33,6 @@ def test_reduction_parity(metric, values_shape, weight_shape):
 
 
 def test_mean_docs_examples():
-    check_parity("Mean", {"name": "m"}, [{"values": [1.0, 3, 5, 7], "sample_weight": [1.0, 1, 0, 0]}])
+    check_parity("Mean", {"name": "m"},
+                 [{"values": [1.0, 3, 5, 7], "sample_weight": [1.0, 1, 0, 0]}])
     check_parity("Sum", None, [{"values": [[1.0, 2], [3, 4]], "sample_weight": [1.0, 3]}])

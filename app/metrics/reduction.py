@@ -74,7 +74,9 @@ class MeanMetricWrapper(Mean):
         self._fn = fn
         self._fn_kwargs = kwargs
 
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+    def update_state(  # type: ignore[override]
+        self, y_true: Any, y_pred: Any, sample_weight: Any = None
+    ) -> None:
         values = self._fn(y_true, y_pred, **self._fn_kwargs)
         if isinstance(values, Masked):
             if sample_weight is not None:

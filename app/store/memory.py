@@ -32,7 +32,8 @@ class _Session:
     meta: SessionMeta
     state: dict[str, float] = field(default_factory=dict)
     history: list[ClosedEpoch] = field(default_factory=list)
-    answers: dict[str, tuple[Applied, float]] = field(default_factory=dict)  # key -> (answer, expiry)
+    # idempotency key -> (first answer, expiry in monotonic time)
+    answers: dict[str, tuple[Applied, float]] = field(default_factory=dict)
     expires_at: float | None = None  # monotonic time
 
 

@@ -1,0 +1,1 @@
+"""The HTTP layer: routers per resource, one error handler (problems.py)."""

@@ -1,0 +1,55 @@
+"""The application factory: settings in, a FastAPI app with its store and routers out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import catalogue, health, problems, sessions
+from app.service import Sessions
+from app.settings import Settings
+from app.store.base import Store
+from app.store.memory import MemoryStore
+from app.store.redis import RedisStore
+
+log = logging.getLogger("tally")
+
+
+def make_store(settings: Settings) -> Store:
+    if settings.redis_url:
+        return RedisStore.from_url(
+            settings.redis_url, cluster=settings.redis_cluster,
+            timeout=settings.redis_timeout_seconds, history_limit=settings.history_limit,
+            idempotency_ttl=settings.idempotency_ttl_seconds)
+    return MemoryStore(history_limit=settings.history_limit,
+                       idempotency_ttl=settings.idempotency_ttl_seconds)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store or make_store(settings)
+        app.state.settings = settings
+        app.state.sessions = Sessions(owned, max_ttl_seconds=settings.max_ttl_seconds)
+        if not settings.tokens:
+            log.warning("TALLY_TOKENS is not set: the API is open to anyone who can reach it")
+        if not settings.redis_url:
+            log.warning("TALLY_REDIS_URL is not set: using the in-memory store (one process; "
+                        "state is lost on restart)")
+        try:
+            yield
+        finally:
+            await owned.close()
+
+    app = FastAPI(title="Tally", version="1",
+                  description="Keras-exact streaming metrics as a service.",
+                  lifespan=lifespan)
+    problems.install(app)
+    for router in (sessions.router, catalogue.router, health.router):
+        app.include_router(router)
+    return app

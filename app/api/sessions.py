@@ -1,0 +1,175 @@
+"""`/v1/sessions`: create, read, update, merge, reset and delete metric sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from app.api import codecs
+from app.api.deps import Admin, Read, SessionsDep, SettingsDep, Write
+from app.api.responses import JSON
+from app.api.schemas import (
+    CREATE_BODY,
+    MERGE_BODY,
+    RESET_BODY,
+    UPDATE_BODY,
+    Applied,
+    ConfigDoc,
+    History,
+    ResetAnswer,
+    ResultDoc,
+    SessionDoc,
+    SessionList,
+    SessionWithResult,
+    VariablesDoc,
+)
+from app.errors import InvalidInput, NotFound
+from app.service import valid_name
+from app.store.base import Applied as AppliedOutcome
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+UPDATE_FIELDS = ("y_true", "y_pred", "values")
+IdempotencyKey = Header(None, alias="Idempotency-Key", description="1-128 characters")
+
+
+def _name(name: str) -> str:
+    if not valid_name(name):
+        raise NotFound(f"no session named {name!r} (a name is 1-200 characters of "
+                       "A-Z a-z 0-9 . _ : - starting with a letter or digit)")
+    return name
+
+
+def _epoch(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{where} must be a non-negative integer; got {value!r}")
+    return value
+
+
+def _only(body: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {unknown} in the {what} body; "
+                           f"expected fields among {list(allowed)}")
+
+
+def _applied(outcome: AppliedOutcome) -> JSON:
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSON({"epoch": outcome.epoch, "samples": outcome.samples}, headers=headers)
+
+
+@router.put("/{name}", response_model=SessionDoc, status_code=201,
+            responses={200: {"model": SessionDoc}}, openapi_extra=CREATE_BODY)
+async def create_session(name: str, request: Request, sessions: SessionsDep,
+                         settings: SettingsDep, _: Admin) -> JSON:
+    """Create a session (idempotent: 200 when it exists with an equal config, 409 if not)."""
+    if not valid_name(name):
+        raise InvalidInput(f"invalid session name {name!r}: expected 1-200 characters of "
+                           "A-Z a-z 0-9 . _ : - starting with a letter or digit")
+    body = await codecs.json_object(request, settings.max_body_bytes)
+    _only(body, ("metric", "config", "ttl_seconds"), "create")
+    metric, config, ttl = body.get("metric"), body.get("config"), body.get("ttl_seconds")
+    if not isinstance(metric, str) or not metric:
+        raise InvalidInput(f"'metric' must be a metric class name (string); got {metric!r}")
+    if config is not None and not isinstance(config, dict):
+        raise InvalidInput(f"'config' must be an object of constructor arguments; got {config!r}")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
+                            or not 1 <= ttl <= settings.max_ttl_seconds):
+        raise InvalidInput(f"'ttl_seconds' must be an integer from 1 to "
+                           f"{settings.max_ttl_seconds}; got {ttl!r}")
+    document, created = await sessions.create(name, metric, config, ttl)
+    return JSON(document, status_code=201 if created else 200)
+
+
+@router.get("", response_model=SessionList)
+async def list_sessions(sessions: SessionsDep, grant: Read,
+                        prefix: str = Query("", max_length=200)) -> JSON:
+    """Every session whose name starts with `prefix`, sorted by name, with its result."""
+    found = await sessions.listing(prefix)
+    if grant is not None:
+        found = [s for s in found if s["name"].startswith(grant.prefix)]
+    return JSON({"sessions": found})
+
+
+@router.get("/{name}", response_model=SessionWithResult)
+async def get_session(name: str, sessions: SessionsDep, _: Read) -> JSON:
+    return JSON(await sessions.get(_name(name)))
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_session(name: str, sessions: SessionsDep, _: Admin) -> Response:
+    await sessions.delete(_name(name))
+    return Response(status_code=204)
+
+
+@router.post("/{name}/update", response_model=Applied, openapi_extra=UPDATE_BODY)
+async def update(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
+                 _: Write, epoch: int | None = Query(None, ge=0),
+                 idempotency_key: str | None = IdempotencyKey) -> JSON:
+    """`update_state` with one batch: JSON, or an `.npz` archive of the same fields."""
+    name = _name(name)
+    fields, _is_npz = await codecs.array_payload(request, settings.max_body_bytes)
+    _only(fields, (*UPDATE_FIELDS, "sample_weight", "epoch"), "update")
+    body_epoch = fields.pop("epoch", None)
+    wanted = _epoch(body_epoch, "'epoch'") if body_epoch is not None else epoch
+    inputs = {k: codecs.to_array(fields[k], k) for k in UPDATE_FIELDS if k in fields}
+    if not inputs:
+        raise InvalidInput("the update needs 'y_true' and 'y_pred' (or 'values' for Mean, "
+                           "Sum and other reduction metrics)")
+    weight = fields.get("sample_weight")
+    sample_weight = None if weight is None else codecs.to_array(weight, "sample_weight")
+    outcome = await sessions.update(name, inputs, sample_weight, wanted, idempotency_key)
+    return _applied(outcome)
+
+
+@router.post("/{name}/merge", response_model=Applied, openapi_extra=MERGE_BODY)
+async def merge(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
+                _: Write, idempotency_key: str | None = IdempotencyKey) -> JSON:
+    """Add pre-aggregated variables, as Keras' `merge_state` would."""
+    name = _name(name)
+    body = await codecs.json_object(request, settings.max_body_bytes)
+    _only(body, ("variables", "epoch"), "merge")
+    variables = body.get("variables")
+    if not isinstance(variables, dict) or not variables:
+        raise InvalidInput("'variables' must be a non-empty object of variable name -> value; "
+                           f"got {variables!r:.200}")
+    outcome = await sessions.merge(name, variables, _epoch(body.get("epoch"), "'epoch'"),
+                                   idempotency_key)
+    return _applied(outcome)
+
+
+@router.get("/{name}/result", response_model=ResultDoc)
+async def result(name: str, sessions: SessionsDep, _: Read) -> JSON:
+    return JSON(await sessions.result(_name(name)))
+
+
+@router.get("/{name}/variables", response_model=VariablesDoc)
+async def variables(name: str, sessions: SessionsDep, _: Read) -> JSON:
+    return JSON(await sessions.variables(_name(name)))
+
+
+@router.post("/{name}/reset", response_model=ResetAnswer, openapi_extra=RESET_BODY)
+async def reset(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
+                _: Admin) -> JSON:
+    """Close the current epoch (its result goes to the history) and open the next one.
+    Optional body `{"epoch": N}`: reset only if the session is at epoch N (else 409), so that
+    several trainers resetting at the end of the same epoch reset it once."""
+    name = _name(name)
+    body = await codecs.json_object(request, settings.max_body_bytes, optional=True)
+    _only(body, ("epoch",), "reset")
+    return JSON(await sessions.reset(name, _epoch(body.get("epoch"), "'epoch'")))
+
+
+@router.get("/{name}/config", response_model=ConfigDoc)
+async def config(name: str, sessions: SessionsDep, _: Read) -> JSON:
+    return JSON(await sessions.config(_name(name)))
+
+
+@router.get("/{name}/history", response_model=History)
+async def history(name: str, sessions: SessionsDep, _: Read) -> JSON:
+    return JSON(await sessions.history(_name(name)))

@@ -1,0 +1,30 @@
+"""Configuration from the environment, every variable prefixed `TALLY_` (see README)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Scope = Literal["read", "write", "admin"]
+
+
+class TokenGrant(BaseModel):
+    """What one bearer token may do: scopes, and optionally only names under a prefix."""
+
+    scopes: list[Scope]
+    prefix: str = ""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    redis_timeout_seconds: float = Field(5.0, gt=0)
+    tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    history_limit: int = Field(1000, gt=0)
+    idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
+    max_ttl_seconds: int = Field(365 * 24 * 3600, gt=0)
