@@ -89,16 +89,19 @@ def to_array(value: Any, what: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise InvalidInput(f"{what} must be numeric; got an array of dtype {value.dtype}")
-        array = value.astype(np.float32)
+        with np.errstate(over="ignore"):
+            array = value.astype(np.float32)
     else:
         if isinstance(value, str) or value is None or isinstance(value, dict):
             raise InvalidInput(f"{what} must be a number or a nested list of numbers; "
                                f"got {type(value).__name__}")
         try:
-            array = np.asarray(value, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                array = np.asarray(value, dtype=np.float32)
         except (ValueError, TypeError) as exc:
             raise InvalidInput(f"{what} must be a rectangular nested list of numbers "
                                f"({exc})") from None
     if not np.all(np.isfinite(array)):
-        raise InvalidInput(f"{what} contains NaN or infinity; every value must be finite")
+        raise InvalidInput(f"{what} contains NaN or infinity (or a number beyond float32's "
+                           "range); every value must be finite")
     return array
