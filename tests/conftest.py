@@ -8,6 +8,7 @@ import pytest  # noqa: E402
 
 from app.store.memory import MemoryStore  # noqa: E402
 from app.store.redis import RedisStore  # noqa: E402
+from tests.live_server import LiveServer  # noqa: E402
 from tests.redis_servers import RedisClusterProcesses, RedisProcess  # noqa: E402
 
 
@@ -23,6 +24,19 @@ def redis_cluster():
     cluster = RedisClusterProcesses().start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def live_servers():
+    """Two uvicorn processes, each with two workers, on one private Redis (not flushed by
+    other tests): their URLs."""
+    redis_process = RedisProcess().start()
+    env = {"TALLY_REDIS_URL": redis_process.url}
+    started = [LiveServer(env, workers=2).start(), LiveServer(env, workers=2).start()]
+    yield [s.url for s in started]
+    for s in started:
+        s.stop()
+    redis_process.stop()
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])

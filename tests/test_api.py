@@ -161,3 +161,22 @@ def test_catalogue_lists_every_metric_with_inputs(client):
 def test_health_and_readiness(client):
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_keras_docs_precision_example(client):
+    """The Keras docs' example: 0.8 after the first batch, then 0.5 (not the 0.4 that
+    averaging batch precisions would give); cross-checked with Keras itself."""
+    from tests.oracle import keras_metric
+
+    reference = keras_metric("Precision")
+    put(client, "docs", metric="Precision")
+    steps = [([0, 1, 1, 1, 0, 1, 0, 1], [1, 1, 0, 1, 0, 1, 0, 1], 0.8),
+             ([0, 1, 0, 0, 1, 0, 1, 1], [1, 0, 1, 1, 0, 0, 0, 0], 0.5)]
+    for y_true, y_pred, documented in steps:
+        assert client.post("/v1/sessions/docs/update",
+                           json={"y_true": y_true, "y_pred": y_pred}).status_code == 200
+        reference.update_state(y_true, y_pred)
+        result = client.get("/v1/sessions/docs/result").json()["result"]
+        assert result == pytest.approx(documented, rel=1e-6)
+        assert result == pytest.approx(float(reference.result()), rel=1e-6)
+    assert variables(client, "docs") == {"true_positives": [4.0], "false_positives": [4.0]}

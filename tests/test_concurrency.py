@@ -11,17 +11,10 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from tests.live_server import LiveServer
 
-
-@pytest.fixture(scope="module")
-def servers(redis_server):
-    """Two uvicorn processes, each with two workers, on one private Redis."""
-    env = {"TALLY_REDIS_URL": redis_server.url}
-    started = [LiveServer(env, workers=2).start(), LiveServer(env, workers=2).start()]
-    yield [s.url for s in started]
-    for s in started:
-        s.stop()
+@pytest.fixture
+def servers(live_servers):
+    return live_servers
 
 
 async def post_with_retries(client, url, body, key, rng):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import InvalidInput
+from app.metrics.base import to_snake_case
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -81,3 +82,111 @@ def mean(x: np.ndarray, axis: Any = None) -> np.ndarray:
 
 def total(x: np.ndarray, axis: Any = None) -> np.ndarray:
     return np.sum(x, axis=axis, dtype=x.dtype)
+
+
+# -- helpers for the loss-style wrappers (accuracy, probabilistic, hinge) ------------------
+
+
+def float_pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`y_pred` as a float array (float32 unless it already is float) and `y_true` cast to its
+    dtype: Keras computes a wrapped metric function in y_pred's dtype, not the metric dtype,
+    which only sets the dtype of the accumulated state."""
+    y_pred = np.asarray(y_pred)
+    if not np.issubdtype(y_pred.dtype, np.floating):
+        y_pred = y_pred.astype(np.float32)
+    return np.asarray(y_true, dtype=y_pred.dtype), y_pred
+
+
+def shape_str(x: np.ndarray) -> str:
+    return str(list(np.shape(x)))
+
+
+def require_rank(x: np.ndarray, min_rank: int, what: str, metric: str) -> None:
+    if x.ndim < min_rank:
+        raise InvalidInput(f"{metric} expects {what} of rank >= {min_rank}; "
+                           f"got shape {shape_str(x)}")
+
+
+def require_same_shape(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> None:
+    if y_true.shape != y_pred.shape:
+        raise InvalidInput(f"{metric} expects y_true and y_pred of the same shape; got "
+                           f"y_true {shape_str(y_true)} and y_pred {shape_str(y_pred)}")
+
+
+def require_broadcastable(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> None:
+    try:
+        np.broadcast_shapes(y_true.shape, y_pred.shape)
+    except ValueError:
+        raise InvalidInput(f"{metric} expects y_true and y_pred of broadcast-compatible "
+                           f"shapes; got y_true {shape_str(y_true)} and y_pred "
+                           f"{shape_str(y_pred)}") from None
+
+
+def canonical_axis(axis: int, ndim: int, what: str, metric: str) -> int:
+    """`axis` as a non-negative index into an array of rank `ndim`."""
+    if not -ndim <= axis < ndim:
+        raise InvalidInput(f"{metric}: axis {axis} is out of range for {what} of rank {ndim}; "
+                           f"expected an axis in [{-ndim}, {ndim - 1}]")
+    return axis % ndim
+
+
+def argmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Keras `ops.argmax`: the first maximum, with -0.0 ranked below +0.0 (Keras replaces a
+    negative zero by the smallest negative float before comparing)."""
+    x = np.asarray(x)
+    if x.shape[axis] == 0:
+        raise InvalidInput(f"cannot take the argmax of an empty axis (shape {shape_str(x)})")
+    if np.issubdtype(x.dtype, np.floating):
+        x = np.where((x == 0) & np.signbit(x), -np.finfo(x.dtype).tiny, x)
+    return np.argmax(x, axis=axis)
+
+
+def check_class_ids(labels: np.ndarray, num_classes: int, metric: str,
+                    ignore_class: int | None = None) -> None:
+    """Sparse labels must be integers in [0, num_classes), except `ignore_class` if given.
+
+    Keras does not check: an id >= num_classes raises deep inside numpy, a negative id
+    silently wraps around (numpy indexing) or counts as an all-zero one-hot row."""
+    labels = np.asarray(labels)
+    if ignore_class is not None:
+        labels = labels[labels != ignore_class]
+    bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0) | (
+        labels >= num_classes)
+    if np.any(bad):
+        example = labels[bad].ravel()[:5].tolist()
+        also = f" or the ignore_class {ignore_class}" if ignore_class is not None else ""
+        raise InvalidInput(
+            f"{metric} expects sparse labels that are integer class ids in "
+            f"[0, {num_classes}) (num_classes = y_pred's class axis){also}; "
+            f"got {int(np.count_nonzero(bad))} other value(s), e.g. {example}"
+        )
+
+
+# -- helpers for the regression family -------------------------------------------------------
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + exp(x)) without overflow, in x's dtype (Keras `ops.softplus`)."""
+    x = np.asarray(x)
+    return np.logaddexp(x, np.zeros((), dtype=x.dtype))
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """x / ||x|| along `axis`, as Keras `ops.normalize`: `x * min(rsqrt(sum(x^2)), 1/eps)`, so a
+    zero vector stays zero and a norm below 1e-7 is treated as 1e-7.
+
+    (Keras' numpy backend takes a different, numpy-only branch of `utils.normalize` that
+    divides by the raw norm and mishandles axis 0; this follows the JAX/TF/torch backends.)"""
+    x = np.asarray(x)
+    square_sum = np.sum(np.square(x), axis=axis, keepdims=True, dtype=x.dtype)
+    with np.errstate(divide="ignore"):
+        inv_norm = 1.0 / np.sqrt(square_sum)
+    return x * np.minimum(inv_norm, np.asarray(1.0 / EPSILON, dtype=x.dtype))
+
+
+def metric_name(name: str | None, cls: type) -> str:
+    """Keras names a metric `name or snake_case(class name)`: None and "" both give the
+    default. (`MeanMetricWrapper` alone would fall back to "mean_metric_wrapper".)"""
+    if name is None or name == "":
+        return to_snake_case(cls.__name__)
+    return name
