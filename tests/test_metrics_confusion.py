@@ -280,7 +280,7 @@ RATIO_BAD_CONFIGS = [
     ({"class_id": 0.5}, "got 0.5"),
     ({"class_id": False}, "got False"),
     ({"dtype": "int8"}, "dtype must be one of"),
-    ({"name": ""}, "name must be a non-empty string"),
+    ({"name": 5}, "name must be a string or null; got 5"),
     ({"k": 2}, "unknown config key"),
 ]
 

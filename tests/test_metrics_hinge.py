@@ -115,7 +115,7 @@ def test_split_dependence_is_kept():
 
 @pytest.mark.parametrize(("name", "config", "expected"), [
     ("Hinge", {"dtype": "int32"}, "dtype must be one of"),
-    ("SquaredHinge", {"name": 5}, "name must be a non-empty string"),
+    ("SquaredHinge", {"name": 5}, "name must be a string or null; got 5"),
     ("CategoricalHinge", {"from_logits": True}, "unknown config key"),
 ])
 def test_bad_config(name, config, expected):

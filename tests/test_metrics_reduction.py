@@ -36,3 +36,8 @@ def test_mean_docs_examples():
     check_parity("Mean", {"name": "m"},
                  [{"values": [1.0, 3, 5, 7], "sample_weight": [1.0, 1, 0, 0]}])
     check_parity("Sum", None, [{"values": [[1.0, 2], [3, 4]], "sample_weight": [1.0, 3]}])
+
+
+@pytest.mark.parametrize("metric", ["Mean", "Precision", "MeanSquaredError", "Hinge"])
+def test_empty_name_means_default_name_as_in_keras(metric):
+    check_parity(metric, {"name": ""}, [])

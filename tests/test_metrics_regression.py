@@ -206,7 +206,7 @@ def test_registry_aliases():
     ("CosineSimilarity", {"axis": 1.0}, "axis must be an integer"),
     ("CosineSimilarity", {"axis": True}, "axis must be an integer"),
     ("MeanSquaredError", {"dtype": "int32"}, "dtype must be one of"),
-    ("RootMeanSquaredError", {"name": ""}, "name must be a non-empty string"),
+    ("RootMeanSquaredError", {"name": 5}, "name must be a string or null; got 5"),
     ("LogCoshError", {"axis": 1}, "unknown config key"),
 ])
 def test_bad_config(metric, config, message):

@@ -189,7 +189,7 @@ class Accuracy(MeanMetricWrapper):
     """How often predictions equal labels exactly."""
 
     def __init__(self, name: str | None = "accuracy", dtype: str | None = None) -> None:
-        super().__init__(fn=accuracy, name=ops.metric_name(name, type(self)), dtype=dtype)
+        super().__init__(fn=accuracy, name=name, dtype=dtype)
 
 
 class BinaryAccuracy(MeanMetricWrapper):
@@ -197,7 +197,7 @@ class BinaryAccuracy(MeanMetricWrapper):
 
     def __init__(self, name: str | None = "binary_accuracy", dtype: str | None = None,
                  threshold: float = 0.5) -> None:
-        super().__init__(fn=binary_accuracy, name=ops.metric_name(name, type(self)),
+        super().__init__(fn=binary_accuracy, name=name,
                          dtype=dtype, threshold=validate_threshold(threshold))
 
 
@@ -206,7 +206,7 @@ class CategoricalAccuracy(MeanMetricWrapper):
 
     def __init__(self, name: str | None = "categorical_accuracy",
                  dtype: str | None = None) -> None:
-        super().__init__(fn=categorical_accuracy, name=ops.metric_name(name, type(self)),
+        super().__init__(fn=categorical_accuracy, name=name,
                          dtype=dtype)
 
 
@@ -216,7 +216,7 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
     def __init__(self, name: str | None = "sparse_categorical_accuracy",
                  dtype: str | None = None) -> None:
         super().__init__(fn=sparse_categorical_accuracy,
-                         name=ops.metric_name(name, type(self)), dtype=dtype)
+                         name=name, dtype=dtype)
 
 
 class TopKCategoricalAccuracy(MeanMetricWrapper):
@@ -225,7 +225,7 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
     def __init__(self, k: int = 5, name: str | None = "top_k_categorical_accuracy",
                  dtype: str | None = None) -> None:
         super().__init__(fn=top_k_categorical_accuracy,
-                         name=ops.metric_name(name, type(self)), dtype=dtype,
+                         name=name, dtype=dtype,
                          k=validate_k(k))
 
 
@@ -235,7 +235,7 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     def __init__(self, k: int = 5, name: str | None = "sparse_top_k_categorical_accuracy",
                  dtype: str | None = None, from_sorted_ids: bool = False) -> None:
         super().__init__(fn=sparse_top_k_categorical_accuracy,
-                         name=ops.metric_name(name, type(self)), dtype=dtype,
+                         name=name, dtype=dtype,
                          k=validate_k(k),
                          from_sorted_ids=validate_flag(from_sorted_ids, "from_sorted_ids"))
 

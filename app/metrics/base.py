@@ -114,9 +114,10 @@ class Metric:
     inputs: ClassVar[tuple[str, ...]]
 
     def __init__(self, name: str | None = None, dtype: str | None = None) -> None:
-        self.name = name if name is not None else to_snake_case(type(self).__name__)
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"name must be a non-empty string; got {name!r}")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"name must be a string or null; got {name!r}")
+        # As in Keras, None and "" both mean the class name in snake_case.
+        self.name = name or to_snake_case(type(self).__name__)
         self.dtype = validate_dtype(dtype, FLOAT_DTYPES)
         self._variables: list[Variable] = []
 

@@ -59,21 +59,21 @@ class Hinge(MeanMetricWrapper):
     """Hinge loss for labels in {-1, +1} (or {0, 1}, converted batch-wide)."""
 
     def __init__(self, name: str | None = "hinge", dtype: str | None = None) -> None:
-        super().__init__(fn=hinge, name=ops.metric_name(name, type(self)), dtype=dtype)
+        super().__init__(fn=hinge, name=name, dtype=dtype)
 
 
 class SquaredHinge(MeanMetricWrapper):
     """Squared hinge loss for labels in {-1, +1} (or {0, 1}, converted batch-wide)."""
 
     def __init__(self, name: str | None = "squared_hinge", dtype: str | None = None) -> None:
-        super().__init__(fn=squared_hinge, name=ops.metric_name(name, type(self)), dtype=dtype)
+        super().__init__(fn=squared_hinge, name=name, dtype=dtype)
 
 
 class CategoricalHinge(MeanMetricWrapper):
     """Categorical hinge loss for one-hot labels."""
 
     def __init__(self, name: str | None = "categorical_hinge", dtype: str | None = None) -> None:
-        super().__init__(fn=categorical_hinge, name=ops.metric_name(name, type(self)), dtype=dtype)
+        super().__init__(fn=categorical_hinge, name=name, dtype=dtype)
 
 
 METRICS = [Hinge, SquaredHinge, CategoricalHinge]

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from app.errors import InvalidInput
-from app.metrics.base import to_snake_case
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -183,10 +182,3 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
         inv_norm = 1.0 / np.sqrt(square_sum)
     return x * np.minimum(inv_norm, np.asarray(1.0 / EPSILON, dtype=x.dtype))
 
-
-def metric_name(name: str | None, cls: type) -> str:
-    """Keras names a metric `name or snake_case(class name)`: None and "" both give the
-    default. (`MeanMetricWrapper` alone would fall back to "mean_metric_wrapper".)"""
-    if name is None or name == "":
-        return to_snake_case(cls.__name__)
-    return name

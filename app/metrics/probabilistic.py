@@ -191,7 +191,7 @@ class BinaryCrossentropy(MeanMetricWrapper):
 
     def __init__(self, name: str | None = "binary_crossentropy", dtype: str | None = None,
                  from_logits: bool = False, label_smoothing: float = 0) -> None:
-        super().__init__(fn=binary_crossentropy, name=ops.metric_name(name, type(self)),
+        super().__init__(fn=binary_crossentropy, name=name,
                          dtype=dtype, from_logits=validate_from_logits(from_logits),
                          label_smoothing=validate_label_smoothing(label_smoothing))
 
@@ -202,7 +202,7 @@ class CategoricalCrossentropy(MeanMetricWrapper):
     def __init__(self, name: str | None = "categorical_crossentropy",
                  dtype: str | None = None, from_logits: bool = False,
                  label_smoothing: float = 0, axis: int = -1) -> None:
-        super().__init__(fn=categorical_crossentropy, name=ops.metric_name(name, type(self)),
+        super().__init__(fn=categorical_crossentropy, name=name,
                          dtype=dtype, from_logits=validate_from_logits(from_logits),
                          label_smoothing=validate_label_smoothing(label_smoothing),
                          axis=validate_axis(axis))
@@ -215,7 +215,7 @@ class SparseCategoricalCrossentropy(MeanMetricWrapper):
                  dtype: str | None = None, from_logits: bool = False,
                  ignore_class: int | None = None, axis: int = -1) -> None:
         super().__init__(fn=sparse_categorical_crossentropy,
-                         name=ops.metric_name(name, type(self)), dtype=dtype,
+                         name=name, dtype=dtype,
                          from_logits=validate_from_logits(from_logits),
                          ignore_class=validate_ignore_class(ignore_class),
                          axis=validate_axis(axis))
@@ -225,14 +225,14 @@ class KLDivergence(MeanMetricWrapper):
     """Kullback-Leibler divergence between label and predicted distributions."""
 
     def __init__(self, name: str | None = "kl_divergence", dtype: str | None = None) -> None:
-        super().__init__(fn=kl_divergence, name=ops.metric_name(name, type(self)), dtype=dtype)
+        super().__init__(fn=kl_divergence, name=name, dtype=dtype)
 
 
 class Poisson(MeanMetricWrapper):
     """Poisson deviance-style loss `p - y ln p`."""
 
     def __init__(self, name: str | None = "poisson", dtype: str | None = None) -> None:
-        super().__init__(fn=poisson, name=ops.metric_name(name, type(self)), dtype=dtype)
+        super().__init__(fn=poisson, name=name, dtype=dtype)
 
 
 METRICS = [

@@ -15,7 +15,7 @@ from app.metrics.base import Metric
 class Sum(Metric):
     """The (weighted) sum of `values`."""
 
-    def __init__(self, name: str = "sum", dtype: str | None = None) -> None:
+    def __init__(self, name: str | None = "sum", dtype: str | None = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.total = self.add_variable(shape=(), name="total")
 
@@ -30,7 +30,7 @@ class Sum(Metric):
 class Mean(Metric):
     """The (weighted) mean of `values`: `total / count`, 0 when count is 0."""
 
-    def __init__(self, name: str = "mean", dtype: str | None = None) -> None:
+    def __init__(self, name: str | None = "mean", dtype: str | None = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.total = self.add_variable(shape=(), name="total")
         self.count = self.add_variable(shape=(), name="count")
@@ -70,7 +70,7 @@ class MeanMetricWrapper(Mean):
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None,
                  dtype: str | None = None, **kwargs: Any) -> None:
-        super().__init__(name=name or "mean_metric_wrapper", dtype=dtype)
+        super().__init__(name=name, dtype=dtype)
         self._fn = fn
         self._fn_kwargs = kwargs
 
