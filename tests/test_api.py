@@ -180,3 +180,18 @@ def test_keras_docs_precision_example(client):
         assert result == pytest.approx(documented, rel=1e-6)
         assert result == pytest.approx(float(reference.result()), rel=1e-6)
     assert variables(client, "docs") == {"true_positives": [4.0], "false_positives": [4.0]}
+
+
+def test_ttl_deletes_an_idle_session(client):
+    import time
+
+    doc = put(client, "short", ttl_seconds=1).json()
+    assert doc["ttl_seconds"] == 1
+    put(client, "long")
+    time.sleep(0.6)
+    client.post("/v1/sessions/short/update", json={"values": [1.0]})  # a write refreshes
+    time.sleep(0.6)
+    assert client.get("/v1/sessions/short").status_code == 200
+    time.sleep(1.0)
+    assert client.get("/v1/sessions/short").status_code == 404
+    assert [s["name"] for s in client.get("/v1/sessions").json()["sessions"]] == ["long"]
