@@ -6,32 +6,8 @@ import pytest
 from app.errors import ConfigError, InvalidInput
 from app.metrics import engine
 from app.metrics.registry import REGISTRY
+from tests.batches import ALL_WEIGHTS, F32, make_batches
 from tests.oracle import check_parity
-
-F32 = np.float32
-SIZES = (6, 9, 4)
-ALL_WEIGHTS = (None, "n", "n1", "scalar")
-
-
-def weight(rng, kind, n):
-    if kind == "n":
-        return rng.uniform(0, 2, size=n).astype(F32)
-    if kind == "n1":
-        return rng.uniform(0, 2, size=(n, 1)).astype(F32)
-    return np.asarray(rng.uniform(0.5, 2), dtype=F32)
-
-
-def make_batches(make, weight_kind, seed, sizes=SIZES):
-    """One batch per size: `make(rng, n) -> (y_true, y_pred)`, plus the chosen weight."""
-    rng = np.random.default_rng(seed)
-    batches = []
-    for n in sizes:
-        y_true, y_pred = make(rng, n)
-        batch = {"y_true": np.asarray(y_true, F32), "y_pred": np.asarray(y_pred, F32)}
-        if weight_kind is not None:
-            batch["sample_weight"] = weight(rng, weight_kind, n)
-        batches.append(batch)
-    return batches
 
 
 def one_hot(rng, shape, num_classes):
@@ -53,7 +29,7 @@ ACCURACY_SHAPES = [((1,), (1,)), ((3,), (3,)), ((3, 2), (3, 2)), ((), (1,)), ((1
 @pytest.mark.parametrize("weight_kind", ALL_WEIGHTS)
 @pytest.mark.parametrize(("true_tail", "pred_tail"), ACCURACY_SHAPES)
 def test_accuracy_parity(true_tail, pred_tail, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         return (rng.integers(0, 3, size=(n, *true_tail)),
                 rng.integers(0, 3, size=(n, *pred_tail)))
 
@@ -71,7 +47,7 @@ THRESHOLDS = [None, 0.5, 0.25, 0.7, 0, 1, 0.1, -1.5]
 def test_binary_accuracy_parity(threshold, tail, weight_kind):
     grid = np.array([0, 0.1, 0.25, 0.5, 0.7, 1], F32)  # exactly on the thresholds: strict >
 
-    def make(rng, n):
+    def make(rng, n, _step):
         y_pred = np.where(rng.random((n, *tail)) < 0.3,
                           rng.choice(grid, size=(n, *tail)), rng.random((n, *tail)))
         return rng.integers(0, 2, size=(n, *tail)), y_pred
@@ -96,7 +72,7 @@ def test_binary_accuracy_label_and_rank_quirks():
 @pytest.mark.parametrize("shape", [(4,), (3,), (3, 5)])
 @pytest.mark.parametrize("weight_kind", ALL_WEIGHTS)
 def test_categorical_accuracy_parity(shape, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         # A coarse grid makes ties common: both sides take the first maximum.
         return one_hot(rng, (n, *shape[:-1]), shape[-1]), rng.integers(0, 3, (n, *shape))
 
@@ -105,7 +81,7 @@ def test_categorical_accuracy_parity(shape, weight_kind):
 
 @pytest.mark.parametrize("weight_kind", [None, "scalar"])
 def test_categorical_accuracy_1d_is_one_sample(weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         return np.eye(n)[rng.integers(0, n)], rng.integers(0, 3, n)
 
     check_parity("CategoricalAccuracy", None, make_batches(make, weight_kind, seed=9))
@@ -125,7 +101,7 @@ SPARSE_SHAPES = [((), (4,)), ((1,), (4,)), ((3,), (3, 5)), ((3, 1), (3, 5)), (()
 @pytest.mark.parametrize(("label_tail", "pred_tail"), SPARSE_SHAPES)
 @pytest.mark.parametrize("weight_kind", ALL_WEIGHTS)
 def test_sparse_categorical_accuracy_parity(label_tail, pred_tail, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         return (rng.integers(0, pred_tail[-1], size=(n, *label_tail)),
                 rng.integers(0, 3, size=(n, *pred_tail)))
 
@@ -139,7 +115,7 @@ def test_sparse_categorical_accuracy_parity(label_tail, pred_tail, weight_kind):
 @pytest.mark.parametrize("shape", [(6,), (3, 4)])
 @pytest.mark.parametrize("weight_kind", ALL_WEIGHTS)
 def test_top_k_categorical_accuracy_parity(k, shape, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         return one_hot(rng, (n, *shape[:-1]), shape[-1]), distinct_scores(rng, (n, *shape))
 
     config = None if k is None else {"k": k}
@@ -154,7 +130,7 @@ def test_top_k_categorical_accuracy_parity(k, shape, weight_kind):
                          [((), (7,)), ((1,), (7,)), ((3,), (3, 5))])
 @pytest.mark.parametrize("weight_kind", ALL_WEIGHTS)
 def test_sparse_top_k_categorical_accuracy_parity(k, label_tail, pred_tail, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         return (rng.integers(0, pred_tail[-1], size=(n, *label_tail)),
                 distinct_scores(rng, (n, *pred_tail)))
 
@@ -167,7 +143,7 @@ def test_sparse_top_k_categorical_accuracy_parity(k, label_tail, pred_tail, weig
 @pytest.mark.parametrize(("label_tail", "pred_tail"), [((), (3,)), ((1,), (4,)), ((2,), (2, 3))])
 @pytest.mark.parametrize("weight_kind", [None, "n", "scalar"])
 def test_sparse_top_k_from_sorted_ids_parity(k, label_tail, pred_tail, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         # y_pred: the ids of the best `pred_tail[-1]` of 10 classes, best first.
         ids = np.argsort(-rng.random((n, *pred_tail[:-1], 10)), axis=-1)[..., :pred_tail[-1]]
         return rng.integers(0, 10, size=(n, *label_tail)), ids
@@ -198,7 +174,7 @@ def test_top_k_nan_scores():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_metric_dtype(dtype):
-    def make(rng, n):
+    def make(rng, n, _step):
         return rng.integers(0, 2, size=(n, 3)), rng.random((n, 3))
 
     check_parity("BinaryAccuracy", {"dtype": dtype, "name": "acc"},

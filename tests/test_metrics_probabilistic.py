@@ -8,35 +8,12 @@ import pytest
 from app.errors import ConfigError, InvalidInput
 from app.metrics import engine
 from app.metrics.registry import REGISTRY
+from tests.batches import ALL_WEIGHTS, F32, SIZES, make_batches
 from tests.oracle import check_parity, keras_metric
 
 # Keras divides by a zero row sum at ignored positions (masked out afterwards).
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 
-F32 = np.float32
-SIZES = (6, 9, 4)
-ALL_WEIGHTS = (None, "n", "n1", "scalar")
-
-
-def weight(rng, kind, n):
-    if kind == "n":
-        return rng.uniform(0, 2, size=n).astype(F32)
-    if kind == "n1":
-        return rng.uniform(0, 2, size=(n, 1)).astype(F32)
-    return np.asarray(rng.uniform(0.5, 2), dtype=F32)
-
-
-def make_batches(make, weight_kind, seed, sizes=SIZES):
-    """One batch per size: `make(rng, n) -> (y_true, y_pred)`, plus the chosen weight."""
-    rng = np.random.default_rng(seed)
-    batches = []
-    for n in sizes:
-        y_true, y_pred = make(rng, n)
-        batch = {"y_true": np.asarray(y_true, F32), "y_pred": np.asarray(y_pred, F32)}
-        if weight_kind is not None:
-            batch["sample_weight"] = weight(rng, weight_kind, n)
-        batches.append(batch)
-    return batches
 
 
 def weights_for(tail):
@@ -74,7 +51,7 @@ BCE_CONFIGS = [None, {"from_logits": True}, {"label_smoothing": 0.1},
 def test_binary_crossentropy_parity(tail, config, weight_kind):
     from_logits = bool(config and config.get("from_logits"))
 
-    def make(rng, n):
+    def make(rng, n, _step):
         shape = (n, *tail)
         y_true = np.where(rng.random(shape) < 0.7, rng.integers(0, 2, shape), rng.random(shape))
         return y_true, logits(rng, shape) if from_logits else probabilities(rng, shape)
@@ -110,7 +87,7 @@ def soft_labels(rng, shape, axis=-1):
 def test_categorical_crossentropy_parity(tail, config, weight_kind):
     from_logits = bool(config and config.get("from_logits"))
 
-    def make(rng, n):
+    def make(rng, n, _step):
         shape = (n, *tail) if tail else (n,)
         return soft_labels(rng, shape), class_scores(rng, shape, from_logits)
 
@@ -124,7 +101,7 @@ def test_categorical_crossentropy_parity(tail, config, weight_kind):
 def test_categorical_crossentropy_axis(config, weight_kind):
     axis = config["axis"]
 
-    def make(rng, n):
+    def make(rng, n, _step):
         shape = (n, 4, 3)  # classes on axis 1 (or 2): smoothing still uses the last axis' size
         return (soft_labels(rng, shape, axis),
                 class_scores(rng, shape, config.get("from_logits", False)))
@@ -165,7 +142,7 @@ def test_sparse_categorical_crossentropy_parity(config, label_tail, pred_tail, w
     config = config or {}
     ignore = config.get("ignore_class")
 
-    def make(rng, n):
+    def make(rng, n, _step):
         labels = rng.integers(0, pred_tail[-1], size=(n, *label_tail))
         if ignore is not None:
             labels = np.where(rng.random(labels.shape) < 0.3, ignore, labels)
@@ -238,7 +215,7 @@ def test_sparse_categorical_crossentropy_masked_sequence_rejects_per_row_weight(
 @pytest.mark.parametrize(("tail", "weight_kind"),
                          [(t, w) for t in [(), (1,), (4,), (3, 2)] for w in weights_for(t)])
 def test_kl_divergence_parity(tail, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         shape = (n, *tail)
         # Values outside [0, 1] are clipped to [eps, 1] on both sides.
         return probabilities(rng, shape), rng.uniform(-0.2, 1.3, shape)
@@ -249,7 +226,7 @@ def test_kl_divergence_parity(tail, weight_kind):
 @pytest.mark.parametrize(("tail", "weight_kind"),
                          [(t, w) for t in [(), (1,), (4,), (3, 2)] for w in weights_for(t)])
 def test_poisson_parity(tail, weight_kind):
-    def make(rng, n):
+    def make(rng, n, _step):
         shape = (n, *tail)
         rates = np.where(rng.random(shape) < 0.1, 0.0, rng.uniform(0.05, 5, shape))
         return rng.poisson(2, shape), rates
@@ -259,7 +236,7 @@ def test_poisson_parity(tail, weight_kind):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_metric_dtype(dtype):
-    def make(rng, n):
+    def make(rng, n, _step):
         return rng.integers(0, 3, n), rng.uniform(0.1, 1, (n, 3))
 
     check_parity("SparseCategoricalCrossentropy", {"dtype": dtype},
