@@ -29,6 +29,7 @@ from app.store.base import (
     Snapshot,
     StaleSession,
     Store,
+    canonical_layout,
 )
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
@@ -94,13 +95,13 @@ class Sessions:
             "metric": meta.metric,
             "config": meta.config,
             "epoch": meta.epoch,
-            "variables": engine.describe_variables(metric),
+            "variables": engine.describe_variables(metric, meta.layout),
             "created_at": iso(meta.created_at),
             "ttl_seconds": meta.ttl_seconds,
         }
 
     def result_of(self, meta: SessionMeta, fields: dict[str, float]) -> Any:
-        return engine.result_json(self.metric_for(meta), fields)
+        return engine.result_json(self.metric_for(meta), fields, meta.layout)
 
     async def snapshot(self, name: str) -> Snapshot:
         snap = await self.store.read(name)
@@ -149,15 +150,15 @@ class Sessions:
                 raise InvalidInput(
                     f"{meta.metric} takes {list(metric.inputs)} (and optional sample_weight, "
                     f"epoch); missing {missing}, unexpected {extra}")
-            delta = engine.contribution(metric, inputs, sample_weight)
-            return Batch(delta.sums, delta.maxes, delta.mins, delta.samples)
+            delta = engine.contribution(metric, inputs, sample_weight, meta.layout)
+            return _batch(delta)
         return await self._apply(name, batch_for, epoch, idempotency_key)
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None) -> Applied:
         def batch_for(meta: SessionMeta) -> Batch:
-            delta = engine.merge_contribution(self.metric_for(meta), variables)
-            return Batch(delta.sums, delta.maxes, delta.mins, delta.samples)
+            delta = engine.merge_contribution(self.metric_for(meta), variables, meta.layout)
+            return _batch(delta)
         return await self._apply(name, batch_for, epoch, idempotency_key)
 
     async def _apply(self, name: str, batch_for: Any, epoch: int | None,
@@ -175,6 +176,8 @@ class Sessions:
                 continue
             if isinstance(outcome, TallyError):
                 raise outcome
+            if batch.layout is not None and meta.layout is None:
+                meta.layout = orjson.loads(batch.layout)
             return outcome
         raise AssertionError("unreachable")
 
@@ -187,7 +190,7 @@ class Sessions:
         snap = await self.snapshot(name)
         metric = self.metric_for(snap.meta)
         return {"name": name, "epoch": snap.meta.epoch,
-                "variables": engine.variables_json(metric, snap.fields)}
+                "variables": engine.variables_json(metric, snap.fields, snap.meta.layout)}
 
     async def config(self, name: str) -> dict[str, Any]:
         return (await self._meta(name, fresh=True)).config
@@ -233,6 +236,11 @@ class Sessions:
                         "inputs": spec.inputs, "required": spec.required(),
                         "config": _jsonable(defaults)})
         return out
+
+
+def _batch(delta: engine.Contribution) -> Batch:
+    layout = None if delta.layout is None else canonical_layout(delta.layout)
+    return Batch(delta.sums, delta.maxes, delta.mins, delta.samples, layout=layout)
 
 
 def check_idempotency_key(key: str | None) -> None:

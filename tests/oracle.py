@@ -80,10 +80,12 @@ def check_parity(name: str, config: dict[str, Any] | None, batches: Iterable[Bat
     _, metric = REGISTRY.build(name, config)
     assert normalise_config(metric.get_config()) == normalise_config(reference.get_config())
     state: dict[str, float] = {}
+    layout = None
     for step, batch in enumerate(batches):
         keras_update(reference, batch)
         arrays, weight = tally_inputs(batch)
-        delta = engine.contribution(metric, arrays, weight)
+        delta = engine.contribution(metric, arrays, weight, layout)
+        layout = delta.layout
         for key, value in delta.sums.items():
             state[key] = state.get(key, 0.0) + value
         for key, value in delta.maxes.items():
@@ -92,8 +94,9 @@ def check_parity(name: str, config: dict[str, Any] | None, batches: Iterable[Bat
             state[key] = min(state.get(key, value), value)
         where = f"{name}({config}) after batch {step}"
         expected = np.asarray(keras.ops.convert_to_numpy(reference.result()))
-        assert_close(json_array(engine.result_json(metric, state)), expected, f"{where}: result")
-        ours = engine.variables_json(metric, state)
+        assert_close(json_array(engine.result_json(metric, state, layout)), expected,
+                     f"{where}: result")
+        ours = engine.variables_json(metric, state, layout)
         theirs = keras_variables(reference)
         assert [v["name"] for v in ours] == [n for n, _ in theirs], f"{where}: variable names"
         for v, (_, value) in zip(ours, theirs, strict=True):

@@ -11,6 +11,7 @@ from app.store.base import (
     Applied,
     Batch,
     EpochMismatch,
+    LayoutMismatch,
     SessionMeta,
     SessionNotFound,
     StaleSession,
@@ -181,3 +182,17 @@ async def test_batch_for_an_earlier_incarnation_is_refused(store):
     out = await store.apply(name, [ok, stale])
     assert out[0] == Applied(0, 1) and isinstance(out[1], StaleSession)
     assert (await store.read(name)).fields == {"x:0": 1.0}
+
+
+async def test_first_layout_sticks(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    four = Batch(sums={"tp:3": 1.0}, samples=1, layout='{"num_classes":4}')
+    five = Batch(sums={"tp:4": 1.0}, samples=1, layout='{"num_classes":5}')
+    out = await store.apply(name, [four, five, four])
+    assert out[0] == Applied(0, 1) and out[2] == Applied(0, 1)
+    assert isinstance(out[1], LayoutMismatch) and out[1].status == 422
+    snap = await store.read(name)
+    assert snap.meta.layout == {"num_classes": 4} and snap.fields == {"tp:3": 2.0}
+    await store.reset(name)
+    assert (await store.read(name)).meta.layout == {"num_classes": 4}

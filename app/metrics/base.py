@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from app.errors import ConfigError
+from app.errors import ConfigError, InvalidInput
 
 Aggregation = Literal["sum", "max", "min"]
 AGGREGATIONS: tuple[str, ...] = ("sum", "max", "min")
@@ -67,6 +67,9 @@ class Variable:
         self.aggregation = aggregation
         self.initial_value = _initial_array(initializer, self.shape, dtype)
         self.value = self.initial_value.copy()
+        #: A reverse cumulative sum along axis 0 (AUC's per-threshold counts): the stores keep
+        #: its per-bucket differences, so a batch writes only the buckets it touched.
+        self.cumulative = False
 
     def assign(self, value: Any) -> None:
         array = np.asarray(value)
@@ -113,6 +116,12 @@ class Metric:
     #: signature when a subclass does not set it.
     inputs: ClassVar[tuple[str, ...]]
 
+    #: Keras builds some metrics' variables on the first update, with shapes taken from the
+    #: batch (F1Score's classes, R2Score's columns). Such metrics set `lazy = True`, create
+    #: those variables in `build_variables(**layout)` and call `self.ensure_built(...)` from
+    #: `update_state`; the first batch's layout then fixes the session's shapes for good.
+    lazy: ClassVar[bool] = False
+
     def __init__(self, name: str | None = None, dtype: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise ConfigError(f"name must be a string or null; got {name!r}")
@@ -120,6 +129,8 @@ class Metric:
         self.name = name or to_snake_case(type(self).__name__)
         self.dtype = validate_dtype(dtype, FLOAT_DTYPES)
         self._variables: list[Variable] = []
+        self._layout: dict[str, Any] | None = None
+        self._eager_count: int | None = None  # variables made in __init__, before any build
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,6 +162,40 @@ class Metric:
     @property
     def variables(self) -> list[Variable]:
         return list(self._variables)
+
+    # -- lazily shaped state -----------------------------------------------------------
+    @property
+    def layout(self) -> dict[str, Any] | None:
+        """What fixed the lazily built variables' shapes (None: not built, or not lazy)."""
+        return self._layout
+
+    @property
+    def built(self) -> bool:
+        return not self.lazy or self._layout is not None
+
+    def build_variables(self, **layout: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} is lazy but has no build_variables")
+
+    def build(self, layout: dict[str, Any]) -> None:
+        """(Re)create the lazy variables for `layout`, after the ones made in `__init__`."""
+        self.unbuild()
+        self._layout = dict(layout)
+        self.build_variables(**layout)
+
+    def unbuild(self) -> None:
+        if self._eager_count is None:
+            self._eager_count = len(self._variables)
+        del self._variables[self._eager_count:]
+        self._layout = None
+
+    def ensure_built(self, **layout: Any) -> None:
+        """Build on the first batch; refuse a later batch whose shapes imply another layout."""
+        if self._layout is None:
+            self.build(layout)
+        elif layout != self._layout:
+            raise InvalidInput(
+                f"{type(self).__name__}'s variables were built for {self._layout} by the "
+                f"session's first batch; this batch implies {layout}")
 
     # -- the Keras API -----------------------------------------------------------------
     def update_state(self, *args: Any, **kwargs: Any) -> None:

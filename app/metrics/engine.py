@@ -7,6 +7,10 @@
 
 State travels as a flat map `"<variable>:<flat index>" -> float`, holding only elements that
 differ from the initial value: the stores add, max or min them without knowing what they mean.
+A `cumulative` variable travels as its per-bucket differences (see `Variable.cumulative`).
+
+Lazily shaped metrics (see `Metric.lazy`) are built from the session's *layout*, the small
+dict that the session's first batch fixed; every function here takes it.
 """
 
 from __future__ import annotations
@@ -28,21 +32,41 @@ class Contribution:
     maxes: dict[str, float] = field(default_factory=dict)
     mins: dict[str, float] = field(default_factory=dict)
     samples: int = 0
+    layout: dict[str, Any] | None = None  # the layout a lazy metric was built with
 
 
 def field_name(variable: str, index: int) -> str:
     return f"{variable}:{index}"
 
 
+def to_differences(array: np.ndarray) -> np.ndarray:
+    """A reverse cumulative sum along axis 0 as its per-bucket differences (linear, so sums of
+    differences are differences of sums)."""
+    out = array.copy()
+    if array.ndim and array.shape[0] > 1:
+        out[:-1] -= array[1:]
+    return out
+
+
+def from_differences(array: np.ndarray) -> np.ndarray:
+    if not array.ndim:
+        return array
+    return np.flip(np.cumsum(np.flip(array, 0), axis=0), 0)
+
+
 def _add_fields(target: Contribution, variable: Variable, value: np.ndarray) -> None:
     """Record `value` (the variable after one update from its initial value) as increments."""
-    initial = variable.initial_value.astype(np.float64).ravel()
-    after = np.asarray(value, dtype=np.float64).ravel()
+    initial = variable.initial_value.astype(np.float64)
+    after = np.asarray(value, dtype=np.float64)
     if variable.aggregation == "sum":
         delta = after - initial
+        if variable.cumulative:
+            delta = to_differences(delta)
+        delta = delta.ravel()
         changed = np.flatnonzero((delta != 0) | np.isnan(delta))
         bucket, values = target.sums, delta
     else:
+        initial, after = initial.ravel(), after.ravel()
         changed = np.flatnonzero((after != initial) | np.isnan(after))
         bucket = target.maxes if variable.aggregation == "max" else target.mins
         values = after
@@ -56,8 +80,21 @@ def count_samples(inputs: dict[str, np.ndarray]) -> int:
     return int(first.shape[0]) if first.ndim else 1
 
 
+def prepare(metric: Metric, layout: dict[str, Any] | None) -> None:
+    """Build (or unbuild) a lazy metric for a session's layout."""
+    if not metric.lazy:
+        return
+    if layout is None:
+        if metric.built:
+            metric.unbuild()
+    elif metric.layout != layout:
+        metric.build(layout)
+
+
 def contribution(metric: Metric, inputs: dict[str, np.ndarray],
-                 sample_weight: np.ndarray | None) -> Contribution:
+                 sample_weight: np.ndarray | None,
+                 layout: dict[str, Any] | None = None) -> Contribution:
+    prepare(metric, layout)
     metric.reset_state()
     try:
         with np.errstate(all="ignore"):
@@ -71,20 +108,25 @@ def contribution(metric: Metric, inputs: dict[str, np.ndarray],
             shapes += f", sample_weight {list(np.shape(sample_weight))}"
         raise InvalidInput(f"{type(metric).__name__} cannot take this batch ({shapes}): {exc}")\
             from None
-    result = Contribution(samples=count_samples(inputs))
+    result = Contribution(samples=count_samples(inputs), layout=metric.layout)
     for variable in metric.variables:
         _add_fields(result, variable, variable.value)
     return result
 
 
-def merge_contribution(metric: Metric, values: dict[str, Any]) -> Contribution:
+def merge_contribution(metric: Metric, values: dict[str, Any],
+                       layout: dict[str, Any] | None = None) -> Contribution:
     """Pre-aggregated variables (as Keras `merge_state` takes them) as increments."""
+    prepare(metric, layout)
+    if not metric.built:
+        raise InvalidInput(f"{type(metric).__name__} takes its variables' shapes from the "
+                           "session's first update; send an update before merging")
     by_name = {v.name: v for v in metric.variables}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
         raise InvalidInput(f"unknown variable(s) {unknown} for {type(metric).__name__}; "
                            f"expected names among {list(by_name)}")
-    result = Contribution(samples=0)
+    result = Contribution(samples=0, layout=metric.layout)
     for name, raw in values.items():
         variable = by_name[name]
         try:
@@ -103,16 +145,21 @@ def merge_contribution(metric: Metric, values: dict[str, Any]) -> Contribution:
     return result
 
 
-def load_state(metric: Metric, fields: dict[str, float]) -> None:
+def load_state(metric: Metric, fields: dict[str, float],
+               layout: dict[str, Any] | None = None) -> None:
     """Set the metric's variables from stored fields (absent fields are initial values)."""
+    prepare(metric, layout)
     by_name = {v.name: v for v in metric.variables}
-    flat = {name: v.initial_value.astype(np.float64).ravel() for name, v in by_name.items()}
+    flat = {name: np.zeros(v.value.size) if v.aggregation == "sum"
+            else v.initial_value.astype(np.float64).ravel() for name, v in by_name.items()}
     for key, value in fields.items():
         name, _, index = key.rpartition(":")
         if name not in flat:
             continue  # a field from an older layout; ignore it rather than fail a read
         variable = by_name[name]
         i = int(index)
+        if i >= flat[name].size:
+            continue
         if variable.aggregation == "sum":
             flat[name][i] += value
         elif variable.aggregation == "max":
@@ -120,7 +167,12 @@ def load_state(metric: Metric, fields: dict[str, float]) -> None:
         else:
             flat[name][i] = min(flat[name][i], value)
     for name, variable in by_name.items():
-        variable.value = flat[name].reshape(variable.shape)
+        array = flat[name].reshape(variable.shape)
+        if variable.aggregation == "sum":
+            if variable.cumulative:
+                array = from_differences(array)
+            array = array + variable.initial_value
+        variable.value = array
 
 
 def to_json(value: Any) -> Any:
@@ -134,19 +186,26 @@ def to_json(value: Any) -> Any:
     ]
 
 
-def result_json(metric: Metric, fields: dict[str, float]) -> Any:
-    load_state(metric, fields)
+def result_json(metric: Metric, fields: dict[str, float],
+                layout: dict[str, Any] | None = None) -> Any:
+    """The JSON result; null for a lazy metric before its first update (Keras raises)."""
+    load_state(metric, fields, layout)
+    if not metric.built:
+        return None
     with np.errstate(all="ignore"):
         return to_json(metric.result())
 
 
-def variables_json(metric: Metric, fields: dict[str, float]) -> list[dict[str, Any]]:
-    load_state(metric, fields)
+def variables_json(metric: Metric, fields: dict[str, float],
+                   layout: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    load_state(metric, fields, layout)
     return [
         {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "value": to_json(v.value)}
         for v in metric.variables
     ]
 
 
-def describe_variables(metric: Metric) -> list[dict[str, Any]]:
+def describe_variables(metric: Metric, layout: dict[str, Any] | None = None
+                       ) -> list[dict[str, Any]]:
+    prepare(metric, layout)
     return [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype} for v in metric.variables]

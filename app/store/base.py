@@ -7,10 +7,11 @@ Two implementations pass one contract test-suite: `MemoryStore` and `RedisStore`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.errors import Conflict, NotFound, TallyError
+from app.errors import Conflict, Invalid, NotFound, TallyError
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -27,6 +28,7 @@ class SessionMeta:
     created_at: float = 0.0  # unix seconds
     ttl_seconds: int | None = None
     id: str = ""  # this incarnation of the name: a deleted and re-created session differs
+    layout: dict[str, Any] | None = None  # a lazy metric's shapes, fixed by the first batch
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Batch:
     epoch: int | None = None  # apply only if the session is at this epoch
     idempotency_key: str | None = None
     session_id: str | None = None  # computed for this incarnation; else `StaleSession`
+    layout: str | None = None  # canonical JSON; the first one sticks, others: `LayoutMismatch`
 
 
 @dataclass
@@ -66,11 +69,22 @@ class ClosedEpoch:
     fields: dict[str, float]
 
 
+def canonical_layout(layout: dict[str, Any]) -> str:
+    """The one spelling of a layout that stores compare."""
+    return json.dumps(layout, sort_keys=True, separators=(",", ":"))
+
+
 class EpochMismatch(Conflict):
     def __init__(self, name: str, expected: int, current: int) -> None:
         super().__init__(f"session {name!r} is at epoch {current}, not the epoch {expected} "
                          "the request expects; nothing was applied")
         self.current = current
+
+
+class LayoutMismatch(Invalid):
+    def __init__(self, name: str, current: str, wanted: str) -> None:
+        super().__init__(f"session {name!r} has variables built for {current} by its first "
+                         f"batch; this batch implies {wanted}; nothing was applied")
 
 
 class StaleSession(Conflict):

@@ -8,6 +8,7 @@ It is one process only: several uvicorn workers would each have their own number
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from bisect import bisect_left
@@ -20,10 +21,12 @@ from app.store.base import (
     Batch,
     ClosedEpoch,
     EpochMismatch,
+    LayoutMismatch,
     SessionMeta,
     SessionNotFound,
     Snapshot,
     StaleSession,
+    canonical_layout,
 )
 
 
@@ -112,7 +115,12 @@ class MemoryStore:
                 out.append(StaleSession(name))
             elif batch.epoch is not None and batch.epoch != epoch:
                 out.append(EpochMismatch(name, batch.epoch, epoch))
+            elif batch.layout is not None and session.meta.layout is not None \
+                    and batch.layout != (current := canonical_layout(session.meta.layout)):
+                out.append(LayoutMismatch(name, current, batch.layout))
             else:
+                if batch.layout is not None and session.meta.layout is None:
+                    session.meta.layout = json.loads(batch.layout)
                 _apply_increments(session.state, batch)
                 answer = Applied(epoch, batch.samples)
                 if key is not None:

@@ -28,6 +28,7 @@ from app.store.base import (
     Batch,
     ClosedEpoch,
     EpochMismatch,
+    LayoutMismatch,
     SessionMeta,
     SessionNotFound,
     Snapshot,
@@ -65,6 +66,7 @@ def _meta_from(name: str, flat: list[Any]) -> SessionMeta:
         created_at=float(raw["created_at"]),
         ttl_seconds=int(raw["ttl"]) if raw.get("ttl") else None,
         id=raw.get("id", ""),
+        layout=orjson.loads(raw["layout"]) if raw.get("layout") else None,
     )
 
 
@@ -89,11 +91,17 @@ def _encode_batch(batch: Batch) -> dict[str, Any]:
         encoded["k"] = batch.idempotency_key
     if batch.session_id is not None:
         encoded["i"] = batch.session_id
+    if batch.layout is not None:
+        encoded["l"] = batch.layout
     return encoded
 
 
-def _decode_answer(name: str, expected: int | None, answer: Any) -> Applied | TallyError:
-    kind, *rest = _text(answer).split(" ")
+def _decode_answer(name: str, batch: Batch, answer: Any) -> Applied | TallyError:
+    expected = batch.epoch
+    kind, _, tail = _text(answer).partition(" ")
+    rest = tail.split(" ")
+    if kind == "L":
+        return LayoutMismatch(name, tail, batch.layout or "")
     if kind == "S":
         return StaleSession(name)
     if kind == "E":
@@ -177,7 +185,7 @@ class RedisStore:
         answers = await self._run("apply", name, [payload, self._idempotency_ms])
         if answers and _text(answers[0]) == "missing":
             return [SessionNotFound(name) for _ in batches]
-        return [_decode_answer(name, b.epoch, a) for b, a in zip(batches, answers, strict=True)]
+        return [_decode_answer(name, b, a) for b, a in zip(batches, answers, strict=True)]
 
     async def read(self, name: str) -> Snapshot | None:
         found = await self._run("read", name, key_list=[keys.meta(name), keys.state(name)])

@@ -2,12 +2,14 @@
 -- KEYS: meta, state, history, idem, idemx (the session's keys, see keys.py)
 -- ARGV[1]: JSON list of batches, each {"s": [field, delta, ...] (sums), "x": [...] (max),
 --          "m": [...] (min), "n": samples, "e": expected epoch, "k": idempotency key,
---          "i": session id the batch was computed for; the last three optional}.
+--          "i": session id the batch was computed for, "l": the layout (canonical JSON) a
+--          lazily shaped metric was built with; the last four optional}.
 --          Deltas are strings: Lua numbers would lose digits.
 -- ARGV[2]: idempotency window in ms.
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
 --          of a key's first answer, "E <epoch>" epoch precondition failed, "S" the session
---          was re-created since the batch was computed; or {"missing"}.
+--          was re-created since the batch was computed, "L <layout>" the session's variables
+--          were built for another layout; or {"missing"}.
 local meta, state, idem, idemx = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 if redis.call('EXISTS', meta) == 0 then
   return {'missing'}
@@ -42,6 +44,7 @@ end
 
 local epoch = tonumber(redis.call('HGET', meta, 'epoch'))
 local id = redis.call('HGET', meta, 'id')
+local layout = redis.call('HGET', meta, 'layout')
 local batches = cjson.decode(ARGV[1])
 local window = tonumber(ARGV[2])
 local out = {}
@@ -54,7 +57,13 @@ for i, b in ipairs(batches) do
     out[i] = 'S'
   elseif b.e and b.e ~= epoch then
     out[i] = 'E ' .. epoch
+  elseif b.l and layout and b.l ~= layout then
+    out[i] = 'L ' .. layout
   else
+    if b.l and not layout then
+      layout = b.l
+      redis.call('HSET', meta, 'layout', layout)
+    end
     local s = b.s or {}
     for j = 1, #s, 2 do add(s[j], s[j + 1]) end
     extreme(b.x or {}, function(new, old) return new > old or new ~= new end)
