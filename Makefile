@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXAMPLES := $(VENV)/.examples-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
@@ -16,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The example plugins are installed for the tests only (they register through the
+# `tally.metrics` entry-point group of the virtualenv).
+$(EXAMPLES): $(STAMP) examples/plugins/pyproject.toml
+	$(BIN)/pip install --quiet -e examples/plugins
+	touch $(EXAMPLES)
+
 run: $(STAMP)
 	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
@@ -26,12 +33,12 @@ redis-server:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check app tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) redis-server lint typecheck
+test: $(STAMP) $(EXAMPLES) redis-server lint typecheck
 	KERAS_BACKEND=numpy $(BIN)/pytest -q
 
 openapi: $(STAMP)

@@ -34,6 +34,7 @@ from app.store.base import (
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 IDEMPOTENCY_KEY_MAX = 128
+PLUGIN_CHECKS = 3  # batches per plugin class and process checked to be pure increments
 
 
 def valid_name(name: str) -> bool:
@@ -62,6 +63,7 @@ class Sessions:
         self.max_ttl_seconds = max_ttl_seconds
         self._metrics: OrderedDict[bytes, Metric] = OrderedDict()
         self._metas: OrderedDict[str, SessionMeta] = OrderedDict()
+        self._verified: dict[type, int] = {}  # plugin class -> batches checked additive
 
     # -- metric objects ----------------------------------------------------------------
     def metric_for(self, meta: SessionMeta) -> Metric:
@@ -150,9 +152,20 @@ class Sessions:
                 raise InvalidInput(
                     f"{meta.metric} takes {list(metric.inputs)} (and optional sample_weight, "
                     f"epoch); missing {missing}, unexpected {extra}")
+            self._check_plugin(meta, metric, inputs, sample_weight)
             delta = engine.contribution(metric, inputs, sample_weight, meta.layout)
             return _batch(delta)
         return await self._apply(name, batch_for, epoch, idempotency_key)
+
+    def _check_plugin(self, meta: SessionMeta, metric: Metric,
+                      inputs: dict[str, np.ndarray], sample_weight: np.ndarray | None) -> None:
+        """A plugin metric's first batches are checked to be pure increments."""
+        if self.registry.resolve(meta.metric).builtin:
+            return
+        cls = type(metric)
+        if self._verified.get(cls, 0) < PLUGIN_CHECKS:
+            engine.check_additive(metric, inputs, sample_weight, meta.layout)
+            self._verified[cls] = self._verified.get(cls, 0) + 1
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None) -> Applied:

@@ -28,3 +28,7 @@ class Settings(BaseSettings):
     history_limit: int = Field(1000, gt=0)
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
     max_ttl_seconds: int = Field(365 * 24 * 3600, gt=0)
+    plugins: str = ""  # comma-separated module names of metric plugins
+
+    def plugin_modules(self) -> list[str]:
+        return [m.strip() for m in self.plugins.split(",") if m.strip()]

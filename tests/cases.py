@@ -87,4 +87,5 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("Hinge", {}, "signs"),
     ("SquaredHinge", {}, "binary"),
     ("CategoricalHinge", {}, "categorical"),
+    ("MeanMetricWrapper", {"fn": "mean_squared_error"}, "regression"),
 ]

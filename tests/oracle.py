@@ -28,7 +28,10 @@ Batch = dict[str, Any]  # {"y_true":..., "y_pred":..., "sample_weight":...} or {
 
 def keras_metric(name: str, config: dict[str, Any] | None = None) -> Any:
     spec = REGISTRY.resolve(name)
-    return getattr(keras.metrics, spec.name)(**(config or {}))
+    config = dict(config or {})
+    if isinstance(config.get("fn"), str):  # MeanMetricWrapper: the Keras function of that name
+        config["fn"] = getattr(keras.metrics, config["fn"])
+    return getattr(keras.metrics, spec.name)(**config)
 
 
 def keras_update(metric: Any, batch: Batch) -> None:
@@ -78,7 +81,9 @@ def check_parity(name: str, config: dict[str, Any] | None, batches: Iterable[Bat
     """Compare Keras and Tally after every batch: result, variables, config."""
     reference = keras_metric(name, config)
     _, metric = REGISTRY.build(name, config)
-    assert normalise_config(metric.get_config()) == normalise_config(reference.get_config())
+    assert normalise_config(metric.get_config()) == normalise_config(
+        reference.get_config() if "fn" not in (config or {}) else {**reference.get_config(),
+                                                                   "fn": config["fn"]})
     state: dict[str, float] = {}
     layout = None
     for step, batch in enumerate(batches):

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import catalogue, health, problems, sessions
+from app.metrics.plugins import load_plugins
+from app.metrics.registry import builtin_registry
 from app.service import Sessions
 from app.settings import Settings
 from app.store.base import Store
@@ -33,9 +35,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = builtin_registry()
+        load_plugins(registry, settings.plugin_modules())
         owned = store or make_store(settings)
         app.state.settings = settings
-        app.state.sessions = Sessions(owned, max_ttl_seconds=settings.max_ttl_seconds)
+        app.state.sessions = Sessions(owned, registry, max_ttl_seconds=settings.max_ttl_seconds)
         if not settings.tokens:
             log.warning("TALLY_TOKENS is not set: the API is open to anyone who can reach it")
         if not settings.redis_url:

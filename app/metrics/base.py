@@ -90,7 +90,8 @@ class Variable:
         return self.value
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self.value if dtype is None else self.value.astype(dtype)
+        value = np.asarray(self.value)
+        return value if dtype is None else value.astype(dtype)
 
     def __repr__(self) -> str:
         return f"<Variable {self.name} shape={self.shape} dtype={self.dtype}>"

@@ -114,6 +114,34 @@ def contribution(metric: Metric, inputs: dict[str, np.ndarray],
     return result
 
 
+def check_additive(metric: Metric, inputs: dict[str, np.ndarray],
+                   sample_weight: np.ndarray | None,
+                   layout: dict[str, Any] | None = None) -> None:
+    """Refuse a metric whose update is not a pure increment of its state.
+
+    Tally can serve a metric only if `update_state` adds to `sum` variables, or takes the max
+    / min into `max` / `min` variables, without reading them otherwise. Two identical updates
+    from the initial state tell: a sum must move exactly twice as far, a max/min not at all.
+    Run on a plugin's first batches (built-ins are known to pass)."""
+    prepare(metric, layout)
+    metric.reset_state()
+    with np.errstate(all="ignore"):
+        metric.update_state(**inputs, sample_weight=sample_weight)
+        once = [np.array(v.value, dtype=np.float64) for v in metric.variables]
+        metric.update_state(**inputs, sample_weight=sample_weight)
+    for variable, first in zip(metric.variables, once, strict=True):
+        twice = np.asarray(variable.value, dtype=np.float64)
+        initial = variable.initial_value.astype(np.float64)
+        expected = initial + 2 * (first - initial) if variable.aggregation == "sum" else first
+        if not np.allclose(twice, expected, rtol=1e-5, atol=1e-6, equal_nan=True):
+            raise InvalidInput(
+                f"{type(metric).__name__} cannot be served: its update_state changes variable "
+                f"{variable.name!r} in a way that is not a '{variable.aggregation}' aggregation "
+                f"(two identical batches from the initial state gave {twice.ravel()[:4]}, an "
+                f"aggregation would give {expected.ravel()[:4]}). Tally needs updates of the "
+                "form var.assign_add(f(batch)) (sum), or max/min against the batch only")
+
+
 def merge_contribution(metric: Metric, values: dict[str, Any],
                        layout: dict[str, Any] | None = None) -> Contribution:
     """Pre-aggregated variables (as Keras `merge_state` takes them) as increments."""
@@ -172,7 +200,7 @@ def load_state(metric: Metric, fields: dict[str, float],
             if variable.cumulative:
                 array = from_differences(array)
             array = array + variable.initial_value
-        variable.value = array
+        variable.value = np.asarray(array)
 
 
 def to_json(value: Any) -> Any:

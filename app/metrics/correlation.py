@@ -1,0 +1,2 @@
+"""(family module; being written)"""
+METRICS: list[type] = []

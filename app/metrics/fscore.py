@@ -1,0 +1,181 @@
+"""F-scores, as in `keras/src/metrics/f_score_metrics.py`: `FBetaScore` and `F1Score`.
+
+State (built on the first batch, in the metric dtype): `true_positives`, `false_positives`,
+`false_negatives` and `intermediate_weights` (the weighted support), each of shape (C,) with
+C = y_pred.shape[-1], or scalars when `average="micro"`.
+
+Behaviour worth knowing (all as in Keras):
+
+* y_true and y_pred must be 2-D `(N, C)` (Keras checks this on the first batch only; we check
+  every batch). They are cast to the metric dtype and broadcast together.
+* Binarisation: `threshold=None` marks every entry equal to its row's maximum, unless it is
+  (almost) zero, so tied maxima are all positive and an all-zero row has no positive; a float
+  threshold marks `y_pred > threshold` (strict).
+* `sample_weight` is rank 1: one weight per row (length N, or 1 to apply to every row). A
+  scalar or an `(N, 1)` weight is refused, as Keras refuses it.
+* The result divides with a 1e-7 epsilon everywhere (never by zero), so a perfect score is
+  0.9999998 rather than 1.
+* Micro averaging keeps scalar counts, so (as in Keras) its state does not depend on C and
+  batches of different widths may be mixed; every other average fixes C with the first batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from app.errors import ConfigError, InvalidInput
+from app.metrics import ops
+from app.metrics.base import Metric
+
+AVERAGES = (None, "micro", "macro", "weighted")
+
+
+def _check_average(average: Any) -> None:
+    if not (average is None or (isinstance(average, str) and average in AVERAGES)):
+        raise ConfigError("average must be one of null, 'micro', 'macro' or 'weighted'; "
+                          f"got {average!r}")
+
+
+def _check_beta(beta: Any) -> None:
+    # Keras insists on a Python float: `beta=2` is refused, `beta=2.0` accepted.
+    if not isinstance(beta, float):
+        raise ConfigError(f"beta must be a float > 0 (write 2.0, not 2); got {beta!r} "
+                          f"of type {type(beta).__name__}")
+    if not math.isfinite(beta) or beta <= 0.0:
+        raise ConfigError(f"beta must be a finite float > 0; got {beta!r}")
+
+
+def _check_threshold(threshold: Any) -> None:
+    if threshold is None:
+        return
+    if not isinstance(threshold, float):
+        raise ConfigError("threshold must be null (argmax) or a float in (0, 1] (write 1.0, "
+                          f"not 1); got {threshold!r} of type {type(threshold).__name__}")
+    if not 0.0 < threshold <= 1.0:  # also refuses NaN
+        raise ConfigError(f"threshold must be null or a float in (0, 1]; got {threshold!r}")
+
+
+def binarize(y_pred: np.ndarray, threshold: float | None) -> np.ndarray:
+    """y_pred as 0/1 in its own dtype: `> threshold`, or the row's maxima (ties included) when
+    `threshold` is None, leaving out entries within 1e-9 of zero."""
+    if threshold is None:
+        row_max = np.max(y_pred, axis=-1, keepdims=True)
+        positive = (y_pred >= row_max) & (np.abs(y_pred) > 1e-9)
+    else:
+        positive = y_pred > threshold
+    return positive.astype(y_pred.dtype)
+
+
+class FBetaScore(Metric):
+    """The F-beta score per class, or micro / macro / support-weighted averaged."""
+
+    lazy = True
+
+    def __init__(self, average: str | None = None, beta: float = 1.0,
+                 threshold: float | None = None, name: str | None = "fbeta_score",
+                 dtype: str | None = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        _check_average(average)
+        _check_beta(beta)
+        _check_threshold(threshold)
+        self.average = average
+        self.beta = beta
+        self.threshold = threshold
+        # Per-class sums (axis 0), or one grand total for micro averaging.
+        self.axis: int | None = None if average == "micro" else 0
+
+    def build_variables(self, num_classes: int | None = None) -> None:
+        shape: tuple[int, ...] = () if num_classes is None else (num_classes,)
+        self.true_positives = self.add_variable(shape, name="true_positives")
+        self.false_positives = self.add_variable(shape, name="false_positives")
+        self.false_negatives = self.add_variable(shape, name="false_negatives")
+        self.intermediate_weights = self.add_variable(shape, name="intermediate_weights")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        what = type(self).__name__
+        y_true = ops.as_array(y_true, self.dtype)
+        y_pred = ops.as_array(y_pred, self.dtype)
+        if y_true.ndim != 2 or y_pred.ndim != 2:
+            raise InvalidInput(f"{what} expects 2-D y_true and y_pred of shape (batch_size, "
+                               f"num_classes); got y_true {ops.shape_str(y_true)} and y_pred "
+                               f"{ops.shape_str(y_pred)}")
+        ops.require_broadcastable(y_true, y_pred, what)
+        num_classes = y_pred.shape[-1]
+        if self.average == "micro":
+            self.ensure_built()
+        else:
+            width = np.broadcast_shapes(y_true.shape, y_pred.shape)[-1]
+            if width != num_classes:
+                raise InvalidInput(f"{what} takes its number of classes from y_pred "
+                                   f"({num_classes}); y_true {ops.shape_str(y_true)} has "
+                                   f"{width} columns")
+            self.ensure_built(num_classes=num_classes)
+        if self.threshold is None and num_classes == 0:
+            raise InvalidInput(f"{what} with threshold=null takes each row's maximum; got "
+                               f"y_pred {ops.shape_str(y_pred)} with no classes")
+        y_pred = binarize(y_pred, self.threshold)
+
+        weight = None
+        if sample_weight is not None:
+            weight = ops.as_array(sample_weight, self.dtype)
+            if weight.ndim != 1:
+                raise InvalidInput(f"{what} expects a rank-1 sample_weight with one weight per "
+                                   f"row of y_true; got shape {ops.shape_str(weight)}")
+            weight = weight[:, np.newaxis]
+            try:
+                np.broadcast_shapes(weight.shape, np.broadcast_shapes(y_true.shape,
+                                                                      y_pred.shape))
+            except ValueError:
+                raise InvalidInput(f"{what}: sample_weight {ops.shape_str(sample_weight)} "
+                                   f"does not match the batch's {y_pred.shape[0]} rows") from None
+
+        def weighted_sum(values: np.ndarray) -> np.ndarray:
+            if weight is not None:
+                values = values * weight
+            return ops.total(values, axis=self.axis)
+
+        self.true_positives.assign_add(weighted_sum(y_pred * y_true))
+        self.false_positives.assign_add(weighted_sum(y_pred * (1 - y_true)))
+        self.false_negatives.assign_add(weighted_sum((1 - y_pred) * y_true))
+        self.intermediate_weights.assign_add(weighted_sum(y_true))
+
+    def result(self) -> Any:
+        tp, fp, fn, support = (
+            ops.as_array(v.value, self.dtype) for v in (
+                self.true_positives, self.false_positives, self.false_negatives,
+                self.intermediate_weights))
+        eps = ops.EPSILON
+        precision = tp / (tp + fp + eps)
+        recall = tp / (tp + fn + eps)
+        beta2 = self.beta ** 2
+        score = (precision * recall) / (beta2 * precision + recall + eps) * (1 + beta2)
+        if self.average == "weighted":
+            weights = support / (ops.total(support) + eps)
+            return ops.total(score * weights)
+        if self.average is not None:  # micro (a scalar already) or macro
+            return ops.mean(score)
+        return score
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "average": self.average,
+                "beta": self.beta, "threshold": self.threshold}
+
+
+class F1Score(FBetaScore):
+    """The F-beta score with beta = 1: the harmonic mean of precision and recall."""
+
+    def __init__(self, average: str | None = None, threshold: float | None = None,
+                 name: str | None = "f1_score", dtype: str | None = None) -> None:
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name,
+                         dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        del config["beta"]  # as in Keras
+        return config
+
+
+METRICS = [FBetaScore, F1Score]
