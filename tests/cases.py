@@ -88,4 +88,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("SquaredHinge", {}, "binary"),
     ("CategoricalHinge", {}, "categorical"),
     ("MeanMetricWrapper", {"fn": "mean_squared_error"}, "regression"),
+    ("F1Score", {"average": "macro", "threshold": 0.5}, "binary"),
+    ("F1Score", {}, "categorical"),
+    ("FBetaScore", {"beta": 2.0, "average": "weighted"}, "binary"),
+    ("FBetaScore", {"average": "micro", "threshold": 0.4}, "binary"),
+    ("R2Score", {}, "regression"),
+    ("R2Score", {"class_aggregation": None, "num_regressors": 1}, "regression"),
+    ("PearsonCorrelation", {}, "regression"),
+    ("ConcordanceCorrelation", {}, "regression"),
 ]

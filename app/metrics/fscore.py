@@ -12,7 +12,8 @@ Behaviour worth knowing (all as in Keras):
   (almost) zero, so tied maxima are all positive and an all-zero row has no positive; a float
   threshold marks `y_pred > threshold` (strict).
 * `sample_weight` is rank 1: one weight per row (length N, or 1 to apply to every row). A
-  scalar or an `(N, 1)` weight is refused, as Keras refuses it.
+  scalar or an `(N, 1)` weight is refused, as Keras refuses it (except that Keras' micro
+  averaging silently sums an N x N outer product for `(N, 1)`; we refuse that too).
 * The result divides with a 1e-7 epsilon everywhere (never by zero), so a perfect score is
   0.9999998 rather than 1.
 * Micro averaging keeps scalar counts, so (as in Keras) its state does not depend on C and
@@ -87,8 +88,9 @@ class FBetaScore(Metric):
         # Per-class sums (axis 0), or one grand total for micro averaging.
         self.axis: int | None = None if average == "micro" else 0
 
-    def build_variables(self, num_classes: int | None = None) -> None:
-        shape: tuple[int, ...] = () if num_classes is None else (num_classes,)
+    def build_variables(self, **layout: Any) -> None:
+        # {"num_classes": C}, or {} for micro averaging (scalar counts).
+        shape = (int(layout["num_classes"]),) if "num_classes" in layout else ()
         self.true_positives = self.add_variable(shape, name="true_positives")
         self.false_positives = self.add_variable(shape, name="false_positives")
         self.false_negatives = self.add_variable(shape, name="false_negatives")
@@ -104,20 +106,14 @@ class FBetaScore(Metric):
                                f"{ops.shape_str(y_pred)}")
         ops.require_broadcastable(y_true, y_pred, what)
         num_classes = y_pred.shape[-1]
-        if self.average == "micro":
-            self.ensure_built()
-        else:
-            width = np.broadcast_shapes(y_true.shape, y_pred.shape)[-1]
-            if width != num_classes:
-                raise InvalidInput(f"{what} takes its number of classes from y_pred "
-                                   f"({num_classes}); y_true {ops.shape_str(y_true)} has "
-                                   f"{width} columns")
-            self.ensure_built(num_classes=num_classes)
+        width = np.broadcast_shapes(y_true.shape, y_pred.shape)[-1]
+        if self.average != "micro" and width != num_classes:
+            raise InvalidInput(f"{what} takes its number of classes from y_pred "
+                               f"({num_classes}); y_true {ops.shape_str(y_true)} has "
+                               f"{width} columns")
         if self.threshold is None and num_classes == 0:
             raise InvalidInput(f"{what} with threshold=null takes each row's maximum; got "
                                f"y_pred {ops.shape_str(y_pred)} with no classes")
-        y_pred = binarize(y_pred, self.threshold)
-
         weight = None
         if sample_weight is not None:
             weight = ops.as_array(sample_weight, self.dtype)
@@ -126,11 +122,16 @@ class FBetaScore(Metric):
                                    f"row of y_true; got shape {ops.shape_str(weight)}")
             weight = weight[:, np.newaxis]
             try:
-                np.broadcast_shapes(weight.shape, np.broadcast_shapes(y_true.shape,
-                                                                      y_pred.shape))
+                np.broadcast_shapes(weight.shape, y_true.shape, y_pred.shape)
             except ValueError:
                 raise InvalidInput(f"{what}: sample_weight {ops.shape_str(sample_weight)} "
                                    f"does not match the batch's {y_pred.shape[0]} rows") from None
+        # Micro averaging keeps scalars, so (as in Keras) any width is fine after the first.
+        if self.average == "micro":
+            self.ensure_built()
+        else:
+            self.ensure_built(num_classes=num_classes)
+        y_pred = binarize(y_pred, self.threshold)
 
         def weighted_sum(values: np.ndarray) -> np.ndarray:
             if weight is not None:

@@ -5,7 +5,8 @@ that reduces the **last axis** (Keras' loss functions): `(N, D)` input gives N v
 1-D input gives a single value for the whole batch (count += 1). The functions compute in
 y_pred's dtype (float32); the metric `dtype` only sets the state's.
 
-`R2Score` is not here yet.
+`R2Score` is not a wrapper: it keeps per-column sums, built on the first batch (see its
+docstring).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
+from app.metrics.base import Metric
 from app.metrics.reduction import Mean, MeanMetricWrapper
 
 # -- per-sample functions (Keras' losses) ----------------------------------------------------
@@ -159,7 +161,115 @@ class LogCoshError(MeanMetricWrapper):
         super().__init__(log_cosh, name=name, dtype=dtype)
 
 
+CLASS_AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+
+class R2Score(Metric):
+    """The coefficient of determination per output column, aggregated over the columns.
+
+    State, all float32 whatever `dtype` (which only sets the update's arithmetic):
+    `num_samples` (made up front) then, built on the first batch with C = y_pred.shape[-1],
+    `squared_sum` = sum w*y^2, `sum` = sum w*y, `residual` = sum w*(y - p)^2 and
+    `count` = sum w, each of shape (C,). `num_samples` adds the batch's element count N*C,
+    unweighted; only the adjusted score reads it.
+
+    Inputs are 2-D `(N, C)` after Keras' rank alignment (a trailing axis of 1 added or
+    dropped); `sample_weight` may be a scalar, `(N,)` (one weight per row) or anything that
+    broadcasts to y_true, such as `(N, C)`.
+
+    Result: `r2_j = 1 - residual_j / (squared_sum_j - sum_j^2 / count_j)`; an infinite r2_j
+    becomes 0 but a NaN stays (0/0: a constant column predicted exactly, or no data). Then the
+    mean over columns, the SST-weighted mean, or the vector (`class_aggregation=None`). With
+    `num_regressors` = p > 0 and p < n - 1 (n = num_samples), the adjusted score
+    `1 - (1 - r2)(n - 1)/(n - p - 1)`; otherwise the plain one (Keras warns).
+    """
+
+    lazy = True
+
+    def __init__(self, class_aggregation: str | None = "uniform_average",
+                 num_regressors: int | float = 0, name: str | None = "r2_score",
+                 dtype: str | None = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        if not (class_aggregation is None or (isinstance(class_aggregation, str)
+                                              and class_aggregation in CLASS_AGGREGATIONS)):
+            raise ConfigError("class_aggregation must be one of null, 'uniform_average' or "
+                              f"'variance_weighted_average'; got {class_aggregation!r}")
+        if (isinstance(num_regressors, bool) or not isinstance(num_regressors, int | float)
+                or not np.isfinite(num_regressors) or num_regressors < 0):
+            raise ConfigError("num_regressors must be a number >= 0 (0: the plain R2 score); "
+                              f"got {num_regressors!r}")
+        self.class_aggregation = class_aggregation
+        self.num_regressors = num_regressors
+        self.num_samples = self.add_variable((), name="num_samples", dtype="float32")
+
+    def build_variables(self, **layout: Any) -> None:
+        shape = (int(layout["num_classes"]),)
+        self.squared_sum = self.add_variable(shape, name="squared_sum", dtype="float32")
+        self.sum = self.add_variable(shape, name="sum", dtype="float32")
+        self.total_mse = self.add_variable(shape, name="residual", dtype="float32")
+        self.count = self.add_variable(shape, name="count", dtype="float32")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_true = ops.as_array(y_true, self.dtype)
+        y_pred = ops.as_array(y_pred, self.dtype)
+        y_true, y_pred = ops.squeeze_or_expand_to_same_rank(y_true, y_pred)
+        if y_true.ndim != 2 or y_pred.ndim != 2:
+            raise InvalidInput("R2Score expects 2-D y_true and y_pred of shape (batch_size, "
+                               f"num_outputs); got y_true {ops.shape_str(y_true)} and y_pred "
+                               f"{ops.shape_str(y_pred)} (after aligning their ranks)")
+        ops.require_broadcastable(y_true, y_pred, "R2Score")
+        num_classes = y_pred.shape[-1]
+        if y_true.shape[-1] not in (num_classes, 1):
+            raise InvalidInput(f"R2Score takes its number of outputs from y_pred "
+                               f"({num_classes}); y_true {ops.shape_str(y_true)} has "
+                               f"{y_true.shape[-1]} columns")
+        weight = ops.as_array(1 if sample_weight is None else sample_weight, self.dtype)
+        if weight.ndim == 1:
+            weight = weight[:, np.newaxis]  # one weight per row
+        try:
+            weight = np.broadcast_to(weight, y_true.shape)
+        except ValueError:
+            raise InvalidInput(
+                f"R2Score expects sample_weight of shape (), (N,) or one that broadcasts to "
+                f"y_true {ops.shape_str(y_true)}; got {ops.shape_str(sample_weight)}") from None
+        self.ensure_built(num_classes=num_classes)
+        weighted_y_true = y_true * weight
+        self.sum.assign_add(ops.total(weighted_y_true, axis=0))
+        self.squared_sum.assign_add(ops.total(y_true * weighted_y_true, axis=0))
+        self.total_mse.assign_add(ops.total(np.square(y_true - y_pred) * weight, axis=0))
+        self.count.assign_add(ops.total(weight, axis=0))
+        self.num_samples.assign_add(y_true.size)
+
+    def result(self) -> Any:
+        f32 = np.float32
+        squared_sum, total_sum, residual, count = (
+            ops.as_array(v.value, "float32")
+            for v in (self.squared_sum, self.sum, self.total_mse, self.count))
+        mean = total_sum / count
+        sst = squared_sum - total_sum * mean
+        raw = 1 - residual / sst
+        raw = np.where(np.isinf(raw), f32(0), raw)
+        if self.class_aggregation == "uniform_average":
+            score = ops.mean(raw)
+        elif self.class_aggregation == "variance_weighted_average":
+            score = ops.total(sst * raw) / ops.total(sst)
+        else:
+            score = raw
+        if self.num_regressors != 0:
+            n = ops.as_array(self.num_samples.value, "float32")
+            p = f32(self.num_regressors)
+            if p < n - 1:  # otherwise Keras warns and falls back to the plain score
+                score = 1 - (1 - score) * (n - 1) / (n - p - 1)
+        return score
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype,
+                "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
+
+
 METRICS = [
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, RootMeanSquaredError, CosineSimilarity, LogCoshError,
+    R2Score,
 ]
