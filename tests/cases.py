@@ -96,4 +96,14 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("R2Score", {"class_aggregation": None, "num_regressors": 1}, "regression"),
     ("PearsonCorrelation", {}, "regression"),
     ("ConcordanceCorrelation", {}, "regression"),
+    # IoU: the cases' fractional weights need Keras' float dtype (its int32 default truncates
+    # them; Tally never does, see README "Differences from Keras").
+    ("IoU", {"num_classes": C, "target_class_ids": [0, 2], "sparse_y_pred": False,
+             "dtype": "float32"}, "sparse"),
+    ("MeanIoU", {"num_classes": C, "sparse_y_pred": False, "ignore_class": 1,
+                 "dtype": "float32"}, "sparse"),
+    ("BinaryIoU", {"threshold": 0.4, "dtype": "float32"}, "binary1d"),
+    ("OneHotIoU", {"num_classes": C, "target_class_ids": [1, 3], "dtype": "float32"},
+     "categorical"),
+    ("OneHotMeanIoU", {"num_classes": C, "dtype": "float32"}, "categorical"),
 ]
