@@ -45,7 +45,9 @@ def _batch(kind: str, rng: np.random.Generator, weighted: bool) -> dict[str, Any
     else:
         raise ValueError(kind)
     if weighted:
-        batch["sample_weight"] = rng.uniform(0, 2, size=(N,))
+        # Multiples of 1/4: Keras' float32 `total - TP` for TN/FN then has no rounding noise
+        # around exact zeros, which an absolute tolerance would otherwise have to absorb.
+        batch["sample_weight"] = rng.integers(0, 9, size=(N,)) / 4
     return {k: np.asarray(v, dtype=np.float32).tolist() for k, v in batch.items()}
 
 
@@ -63,6 +65,14 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("SparseCategoricalAccuracy", {}, "sparse"),
     ("TopKCategoricalAccuracy", {"k": 2}, "categorical"),
     ("SparseTopKCategoricalAccuracy", {"k": 2}, "sparse"),
+    ("AUC", {}, "binary"),
+    ("AUC", {"curve": "PR", "multi_label": True}, "binary"),
+    ("AUC", {"num_thresholds": 50, "curve": "PRGAIN", "summation_method": "majoring",
+             "from_logits": True}, "regression"),
+    ("SensitivityAtSpecificity", {"specificity": 0.5}, "binary"),
+    ("SpecificityAtSensitivity", {"sensitivity": 0.6, "num_thresholds": 30}, "binary1d"),
+    ("PrecisionAtRecall", {"recall": 0.7, "class_id": 2}, "binary"),
+    ("RecallAtPrecision", {"precision": 0.6}, "binary"),
     ("TruePositives", {"thresholds": [0.2, 0.5, 0.8]}, "binary"),
     ("FalsePositives", {}, "binary1d"),
     ("TrueNegatives", {"thresholds": 0.4}, "binary"),
