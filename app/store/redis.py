@@ -8,6 +8,7 @@ one place where that translation happens.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -221,13 +222,9 @@ class RedisStore:
         high = "[" + prefix + "\U0010ffff" if prefix else "+"
         names = [_text(n) for n in await self._call(
             self._client.zrangebylex(keys.INDEX, low, high))]
-        out, gone = [], []
-        for name in names:
-            snapshot = await self.read(name)
-            if snapshot is None:
-                gone.append(name)  # expired by its TTL: drop it from the index
-            else:
-                out.append(snapshot)
+        snapshots = await asyncio.gather(*(self.read(name) for name in names))
+        out = [s for s in snapshots if s is not None]
+        gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
         if gone:
             await self._call(self._client.zrem(keys.INDEX, *gone))
         return out
