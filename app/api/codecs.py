@@ -85,21 +85,22 @@ async def array_payload(request: Request, limit: int) -> tuple[dict[str, Any], b
 
 
 def to_array(value: Any, what: str) -> np.ndarray:
-    """A nested list, number or npz array as a finite float32 array, or a 422 saying why not."""
+    """A nested list, number or npz array as a finite float32 array. What cannot be decoded
+    into a numeric array at all (strings, objects, ragged lists) is a 400; NaN/inf is a 422."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
-            raise InvalidInput(f"{what} must be numeric; got an array of dtype {value.dtype}")
+            raise BadRequest(f"{what} must be numeric; got an array of dtype {value.dtype}")
         with np.errstate(over="ignore"):
             array = value.astype(np.float32)
     else:
         if isinstance(value, str) or value is None or isinstance(value, dict):
-            raise InvalidInput(f"{what} must be a number or a nested list of numbers; "
+            raise BadRequest(f"{what} must be a number or a nested list of numbers; "
                                f"got {type(value).__name__}")
         try:
             with np.errstate(over="ignore"):
                 array = np.asarray(value, dtype=np.float32)
         except (ValueError, TypeError) as exc:
-            raise InvalidInput(f"{what} must be a rectangular nested list of numbers "
+            raise BadRequest(f"{what} must be a rectangular nested list of numbers "
                                f"({exc})") from None
     if not np.all(np.isfinite(array)):
         raise InvalidInput(f"{what} contains NaN or infinity (or a number beyond float32's "

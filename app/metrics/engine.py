@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import InvalidInput
+from app.errors import BadRequest, InvalidInput
 from app.metrics.base import Metric, Variable
 
 
@@ -160,7 +160,7 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
         try:
             array = np.asarray(raw, dtype=np.float64)
         except (ValueError, TypeError):
-            raise InvalidInput(f"variable {name!r} must be numbers with shape "
+            raise BadRequest(f"variable {name!r} must be numbers with shape "
                                f"{list(variable.shape)}; got {raw!r:.200}") from None
         if array.shape != variable.shape:
             raise InvalidInput(f"variable {name!r} must have shape {list(variable.shape)}; "
