@@ -180,8 +180,16 @@ class Sessions:
         cached meta was stale (session deleted or re-created), refresh it once and retry."""
         check_idempotency_key(idempotency_key)
         for attempt in range(2):
+            cached = attempt == 0 and name in self._metas
             meta = await self._meta(name, fresh=attempt > 0)
-            batch: Batch = batch_for(meta)
+            try:
+                batch: Batch = batch_for(meta)
+            except InvalidInput:
+                if not cached:
+                    raise
+                # The cached meta may be of a deleted and re-created session (another shape).
+                self._metas.pop(name, None)
+                continue
             batch.epoch, batch.idempotency_key, batch.session_id = epoch, idempotency_key, meta.id
             (outcome,) = await self.store.apply(name, [batch])
             if isinstance(outcome, StaleSession | SessionNotFound) and attempt == 0:

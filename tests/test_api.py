@@ -195,3 +195,27 @@ def test_ttl_deletes_an_idle_session(client):
     time.sleep(1.0)
     assert client.get("/v1/sessions/short").status_code == 404
     assert [s["name"] for s in client.get("/v1/sessions").json()["sessions"]] == ["long"]
+
+
+def test_recreated_session_with_another_shape_is_not_judged_by_the_old_one(client):
+    """Another process deletes and re-creates a session; this process's cached view of the old
+    one (built for 3 classes) must not turn the new session's valid 4-class batch into a 422."""
+    from app.service import Sessions
+
+    put(client, "f1", metric="F1Score")
+    ok = client.post("/v1/sessions/f1/update", json={"y_true": [[1, 0, 0]],
+                                                     "y_pred": [[0.9, 0.1, 0.0]]})
+    assert ok.status_code == 200
+    here = client.app.state.sessions
+    other_process = Sessions(here.store, here.registry)
+
+    async def recreate():
+        await other_process.delete("f1")
+        await other_process.create("f1", "F1Score", None, None)
+
+    client.portal.call(recreate)
+    wider = client.post("/v1/sessions/f1/update", json={"y_true": [[1, 0, 0, 0]],
+                                                        "y_pred": [[0.9, 0.1, 0.0, 0.0]]})
+    assert wider.status_code == 200, wider.text
+    shapes = [v["shape"] for v in client.get("/v1/sessions/f1/variables").json()["variables"]]
+    assert shapes == [[4]] * 4
