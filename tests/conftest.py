@@ -55,3 +55,13 @@ async def store(request):
         instance = RedisStore.from_url(cluster.url, cluster=True, idempotency_ttl=1.0)
     yield instance
     await instance.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def api_store(request):
+    """A fresh store for an API test: in memory, or on the private Redis (flushed)."""
+    if request.param == "memory":
+        return MemoryStore()
+    server = request.getfixturevalue("redis_server")
+    server.client().flushall()
+    return RedisStore.from_url(server.url)

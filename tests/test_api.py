@@ -10,19 +10,11 @@ from fastapi.testclient import TestClient
 
 from app.api.app import create_app
 from app.settings import Settings
-from app.store.memory import MemoryStore
-from app.store.redis import RedisStore
 
 
-@pytest.fixture(params=["memory", "redis"])
-def client(request):
-    if request.param == "memory":
-        store = MemoryStore()
-    else:
-        server = request.getfixturevalue("redis_server")
-        server.client().flushall()
-        store = RedisStore.from_url(server.url)
-    with TestClient(create_app(Settings(max_body_bytes=100_000), store=store)) as c:
+@pytest.fixture
+def client(api_store):
+    with TestClient(create_app(Settings(max_body_bytes=100_000), store=api_store)) as c:
         yield c
 
 

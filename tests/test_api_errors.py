@@ -18,15 +18,9 @@ from tests.redis_servers import RedisProcess
 LIMIT = 20_000
 
 
-@pytest.fixture(params=["memory", "redis"])
-def client(request):
-    if request.param == "memory":
-        store = MemoryStore()
-    else:
-        server = request.getfixturevalue("redis_server")
-        server.client().flushall()
-        store = RedisStore.from_url(server.url)
-    with TestClient(create_app(Settings(max_body_bytes=LIMIT), store=store)) as c:
+@pytest.fixture
+def client(api_store):
+    with TestClient(create_app(Settings(max_body_bytes=LIMIT), store=api_store)) as c:
         c.put("/v1/sessions/m", json={"metric": "Mean"})
         c.put("/v1/sessions/p", json={"metric": "Precision"})
         c.post("/v1/sessions/m/update", json={"values": [1.0, 2.0]})

@@ -17,12 +17,12 @@ from app.errors import ConfigError, InvalidInput
 from app.metrics import confusion_utils, engine
 from app.metrics.confusion_utils import ConfusionMatrix
 from app.metrics.registry import REGISTRY
+from tests.batches import ThresholdedBatches
 from tests.oracle import check_parity, keras_metric
 
 # Keras' own divide_no_nan warns on 0/0 before masking it.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:keras.*")
 
-rng = np.random.default_rng(1234)
 
 COUNTS = ["TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives"]
 RATIOS = ["Precision", "Recall"]
@@ -46,22 +46,9 @@ WEIGHTINGS = [
 ]
 
 
-def dyadic(shape, low=0.0, high=2.0):
-    return (rng.integers(int(low * 4), int(high * 4) + 1, size=shape) / 4).astype(np.float32)
-
-
-def make_batch(shape, weight_shape=None, *, labels=LABELS, low=-0.3, high=1.3):
-    batch = {
-        "y_true": rng.choice(labels, size=shape).astype(np.float32),
-        "y_pred": rng.uniform(low, high, size=shape).astype(np.float32),
-    }
-    if weight_shape is not None:
-        batch["sample_weight"] = dyadic(weight_shape)
-    return batch
-
-
-def batches(shape, weight_shape=None, n=3, **kwargs):
-    return [make_batch(shape, weight_shape, **kwargs) for _ in range(n)]
+_random = ThresholdedBatches(1234, LABELS)
+rng = _random.rng
+dyadic, make_batch, batches = _random.dyadic, _random.make_batch, _random.batches
 
 
 # -- parity on random data ---------------------------------------------------------------------

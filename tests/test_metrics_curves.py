@@ -18,12 +18,12 @@ import pytest
 from app.errors import ConfigError, InvalidInput
 from app.metrics import curves, engine
 from app.metrics.registry import REGISTRY
+from tests.batches import ThresholdedBatches
 from tests.oracle import check_parity, keras, keras_metric, keras_variables, normalise_config
 
 # Keras' own divide_no_nan warns on 0/0 before masking it.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-rng = np.random.default_rng(20240611)
 
 AT_METRICS = {
     "SensitivityAtSpecificity": "specificity",
@@ -38,22 +38,9 @@ WEIGHTINGS_1D = [((9,), None), ((9,), (9,)), ((9,), ())]
 WEIGHTINGS_2D = [((6, 3), None), ((6, 3), (6,)), ((6, 3), (6, 3)), ((6, 3), (6, 1))]
 
 
-def dyadic(shape, low=0.0, high=2.0):
-    return (rng.integers(int(low * 4), int(high * 4) + 1, size=shape) / 4).astype(np.float32)
-
-
-def make_batch(shape, weight_shape=None, *, low=-0.3, high=1.3, labels=LABELS):
-    batch = {
-        "y_true": rng.choice(labels, size=shape).astype(np.float32),
-        "y_pred": rng.uniform(low, high, size=shape).astype(np.float32),
-    }
-    if weight_shape is not None:
-        batch["sample_weight"] = dyadic(weight_shape)
-    return batch
-
-
-def batches(shape, weight_shape=None, n=3, **kwargs):
-    return [make_batch(shape, weight_shape, **kwargs) for _ in range(n)]
+_random = ThresholdedBatches(20240611, LABELS)
+rng = _random.rng
+dyadic, make_batch, batches = _random.dyadic, _random.make_batch, _random.batches
 
 
 def tally(name, config):

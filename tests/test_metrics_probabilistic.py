@@ -5,10 +5,17 @@ import os
 import numpy as np
 import pytest
 
-from app.errors import ConfigError, InvalidInput
+from app.errors import InvalidInput
 from app.metrics import engine
 from app.metrics.registry import REGISTRY
-from tests.batches import ALL_WEIGHTS, F32, SIZES, make_batches
+from tests.batches import (
+    ALL_WEIGHTS,
+    F32,
+    SIZES,
+    assert_config_error,
+    contribution,
+    make_batches,
+)
 from tests.oracle import check_parity, keras_metric
 
 # Keras divides by a zero row sum at ignored positions (masked out afterwards).
@@ -301,16 +308,7 @@ def test_worked_examples():
     ("Poisson", {"from_logits": True}, "unknown config key"),
 ])
 def test_bad_config(name, config, expected):
-    with pytest.raises(ConfigError, match=expected) as info:
-        REGISTRY.build(name, config)
-    if "unknown" not in expected:  # the message names what was received
-        assert f"got {next(iter(config.values()))!r}" in str(info.value)
-
-
-def contribution(name, config, y_true, y_pred, sample_weight=None):
-    _, metric = REGISTRY.build(name, config)
-    return engine.contribution(metric, {"y_true": np.asarray(y_true, F32),
-                                        "y_pred": np.asarray(y_pred, F32)}, sample_weight)
+    assert_config_error(name, config, expected)
 
 
 SCORES = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], F32)
