@@ -121,7 +121,8 @@ class Metric:
     #: batch (F1Score's classes, R2Score's columns). Such metrics set `lazy = True`, create
     #: those variables in `build_variables(**layout)` and call `self.ensure_built(...)` from
     #: `update_state`; the first batch's layout then fixes the session's shapes for good.
-    lazy: ClassVar[bool] = False
+    #: An instance may set it when only some configs are lazy (AUC multi-label, no num_labels).
+    lazy: bool = False
 
     def __init__(self, name: str | None = None, dtype: str | None = None) -> None:
         if name is not None and not isinstance(name, str):

@@ -281,7 +281,7 @@ class AUC(Metric):
                 self._create_variables(int(num_labels), ConfigError)
             else:
                 # Only this case is lazy: the first batch's width fixes the shape.
-                self.lazy = True  # type: ignore[misc]
+                self.lazy = True
         else:
             if num_labels:
                 raise ConfigError(f"num_labels is only used with multi_label=true; got "
