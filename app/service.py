@@ -152,20 +152,19 @@ class Sessions:
                 raise InvalidInput(
                     f"{meta.metric} takes {list(metric.inputs)} (and optional sample_weight, "
                     f"epoch); missing {missing}, unexpected {extra}")
-            self._check_plugin(meta, metric, inputs, sample_weight)
-            delta = engine.contribution(metric, inputs, sample_weight, meta.layout)
+            check = self._needs_check(meta, metric)
+            delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
+                                        check_additive=check)
+            if check:
+                self._verified[type(metric)] = self._verified.get(type(metric), 0) + 1
             return _batch(delta)
         return await self._apply(name, batch_for, epoch, idempotency_key)
 
-    def _check_plugin(self, meta: SessionMeta, metric: Metric,
-                      inputs: dict[str, np.ndarray], sample_weight: np.ndarray | None) -> None:
+    def _needs_check(self, meta: SessionMeta, metric: Metric) -> bool:
         """A plugin metric's first batches are checked to be pure increments."""
         if self.registry.resolve(meta.metric).builtin:
-            return
-        cls = type(metric)
-        if self._verified.get(cls, 0) < PLUGIN_CHECKS:
-            engine.check_additive(metric, inputs, sample_weight, meta.layout)
-            self._verified[cls] = self._verified.get(cls, 0) + 1
+            return False
+        return self._verified.get(type(metric), 0) < PLUGIN_CHECKS
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None) -> Applied:

@@ -194,3 +194,14 @@ async def test_examples_split_across_concurrent_clients(live_servers):
         got = (await client.get(f"{live_servers[1]}/v1/sessions/{name}/result")).json()
     losses = [x for t, p in batches for x in huber_by_hand(t, p, 1.5)]
     assert got["result"] == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+
+
+def test_plugin_shape_error_on_a_checked_batch_is_a_422(client):
+    """The first batches of a plugin are checked for additivity; numpy's shape errors during
+    that check are still the caller's bad input, not a server error."""
+    client.put("/v1/sessions/mx2", json={"metric": "MaxAbsoluteError"})
+    r = client.post("/v1/sessions/mx2/update", json={"y_true": [1.0, 2.0, 3.0],
+                                                     "y_pred": [1.0, 2.0]})
+    assert r.status_code == 422 and "MaxAbsoluteError cannot take this batch" in r.json()["detail"]
+    variables = client.get("/v1/sessions/mx2/variables").json()["variables"]
+    assert [v["value"] for v in variables] == [None, None]

@@ -91,44 +91,45 @@ def prepare(metric: Metric, layout: dict[str, Any] | None) -> None:
         metric.build(layout)
 
 
-def contribution(metric: Metric, inputs: dict[str, np.ndarray],
-                 sample_weight: np.ndarray | None,
-                 layout: dict[str, Any] | None = None) -> Contribution:
-    prepare(metric, layout)
-    metric.reset_state()
+def _update(metric: Metric, inputs: dict[str, np.ndarray],
+            sample_weight: np.ndarray | None) -> None:
+    """One `update_state`, with numpy's own shape errors reported as the caller's bad input."""
     try:
         with np.errstate(all="ignore"):
             metric.update_state(**inputs, sample_weight=sample_weight)
     except InvalidInput:
         raise
     except (ValueError, IndexError, TypeError) as exc:
-        # Numpy's own shape errors (broadcasting, axes) are the caller's bad input.
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in inputs.items())
         if sample_weight is not None:
             shapes += f", sample_weight {list(np.shape(sample_weight))}"
         raise InvalidInput(f"{type(metric).__name__} cannot take this batch ({shapes}): {exc}")\
             from None
+
+
+def contribution(metric: Metric, inputs: dict[str, np.ndarray],
+                 sample_weight: np.ndarray | None,
+                 layout: dict[str, Any] | None = None, *,
+                 check_additive: bool = False) -> Contribution:
+    """One batch's increments. With `check_additive` (a plugin's first batches), also refuse
+    a metric whose update is not a pure increment of its state: Tally can serve a metric only
+    if `update_state` adds to `sum` variables, or takes the max / min into `max` / `min`
+    variables, without reading them otherwise. A second identical update tells: a sum must
+    move exactly twice as far, a max/min not at all."""
+    prepare(metric, layout)
+    metric.reset_state()
+    _update(metric, inputs, sample_weight)
     result = Contribution(samples=count_samples(inputs), layout=metric.layout)
     for variable in metric.variables:
         _add_fields(result, variable, variable.value)
+    if check_additive:
+        once = [np.array(v.value, dtype=np.float64) for v in metric.variables]
+        _update(metric, inputs, sample_weight)
+        _check_twice(metric, once)
     return result
 
 
-def check_additive(metric: Metric, inputs: dict[str, np.ndarray],
-                   sample_weight: np.ndarray | None,
-                   layout: dict[str, Any] | None = None) -> None:
-    """Refuse a metric whose update is not a pure increment of its state.
-
-    Tally can serve a metric only if `update_state` adds to `sum` variables, or takes the max
-    / min into `max` / `min` variables, without reading them otherwise. Two identical updates
-    from the initial state tell: a sum must move exactly twice as far, a max/min not at all.
-    Run on a plugin's first batches (built-ins are known to pass)."""
-    prepare(metric, layout)
-    metric.reset_state()
-    with np.errstate(all="ignore"):
-        metric.update_state(**inputs, sample_weight=sample_weight)
-        once = [np.array(v.value, dtype=np.float64) for v in metric.variables]
-        metric.update_state(**inputs, sample_weight=sample_weight)
+def _check_twice(metric: Metric, once: list[np.ndarray]) -> None:
     for variable, first in zip(metric.variables, once, strict=True):
         twice = np.asarray(variable.value, dtype=np.float64)
         initial = variable.initial_value.astype(np.float64)
@@ -161,7 +162,7 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
             array = np.asarray(raw, dtype=np.float64)
         except (ValueError, TypeError):
             raise BadRequest(f"variable {name!r} must be numbers with shape "
-                               f"{list(variable.shape)}; got {raw!r:.200}") from None
+                             f"{list(variable.shape)}; got {raw!r:.200}") from None
         if array.shape != variable.shape:
             raise InvalidInput(f"variable {name!r} must have shape {list(variable.shape)}; "
                                f"got shape {list(array.shape)}")
