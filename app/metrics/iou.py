@@ -124,6 +124,10 @@ class _IoUBase(Metric):
             name="total_confusion_matrix",
         )
 
+    def _config(self, *keys: str) -> dict[str, Any]:
+        """Keras' config for these keys, in this order (each IoU class lists its own)."""
+        return {key: getattr(self, key) for key in keys}
+
     def _class_ids(self, values: Any, sparse: bool, what: str) -> np.ndarray:
         """`values` as float64 class ids (integers, possibly out of range), not yet flat."""
         metric = type(self).__name__
@@ -209,15 +213,10 @@ class IoU(_IoUBase):
         return np.sum(iou, dtype=np.float32) / (np.float32(np.count_nonzero(valid)) + eps)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_classes": self.num_classes,
-            "target_class_ids": self.target_class_ids,
-            "ignore_class": self.ignore_class,
-            "sparse_y_true": self.sparse_y_true,
-            "sparse_y_pred": self.sparse_y_pred,
-            "axis": self.axis,
-        }
+        return self._config(
+            "name", "dtype", "num_classes", "target_class_ids",
+            "ignore_class", "sparse_y_true", "sparse_y_pred", "axis",
+        )
 
 
 class BinaryIoU(IoU):
@@ -236,12 +235,7 @@ class BinaryIoU(IoU):
         super().update_state(y_true, predicted, sample_weight)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "target_class_ids": self.target_class_ids,
-            "threshold": self.threshold,
-            "name": self.name,
-            "dtype": self.dtype,
-        }
+        return self._config("target_class_ids", "threshold", "name", "dtype")
 
 
 class MeanIoU(IoU):
@@ -255,15 +249,10 @@ class MeanIoU(IoU):
                          sparse_y_true=sparse_y_true, sparse_y_pred=sparse_y_pred, axis=axis)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "num_classes": self.num_classes,
-            "name": self.name,
-            "dtype": self.dtype,
-            "ignore_class": self.ignore_class,
-            "sparse_y_true": self.sparse_y_true,
-            "sparse_y_pred": self.sparse_y_pred,
-            "axis": self.axis,
-        }
+        return self._config(
+            "num_classes", "name", "dtype",
+            "ignore_class", "sparse_y_true", "sparse_y_pred", "axis",
+        )
 
 
 class OneHotIoU(IoU):
@@ -278,15 +267,10 @@ class OneHotIoU(IoU):
                          sparse_y_pred=sparse_y_pred, axis=axis)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "num_classes": self.num_classes,
-            "target_class_ids": self.target_class_ids,
-            "name": self.name,
-            "dtype": self.dtype,
-            "ignore_class": self.ignore_class,
-            "sparse_y_pred": self.sparse_y_pred,
-            "axis": self.axis,
-        }
+        return self._config(
+            "num_classes", "target_class_ids", "name",
+            "dtype", "ignore_class", "sparse_y_pred", "axis",
+        )
 
 
 class OneHotMeanIoU(MeanIoU):
@@ -299,14 +283,7 @@ class OneHotMeanIoU(MeanIoU):
                          sparse_y_true=False, sparse_y_pred=sparse_y_pred, axis=axis)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "num_classes": self.num_classes,
-            "name": self.name,
-            "dtype": self.dtype,
-            "ignore_class": self.ignore_class,
-            "sparse_y_pred": self.sparse_y_pred,
-            "axis": self.axis,
-        }
+        return self._config("num_classes", "name", "dtype", "ignore_class", "sparse_y_pred", "axis")
 
 
 METRICS = [IoU, MeanIoU, BinaryIoU, OneHotIoU, OneHotMeanIoU]
