@@ -205,6 +205,18 @@ def _gain_curve(tp: np.ndarray, fp: np.ndarray, tn: np.ndarray,
     return recall_gain, precision_gain
 
 
+
+def _add_confusion_variables(metric: Metric, shape: tuple[int, ...]
+                             ) -> tuple[Variable, Variable, Variable, Variable]:
+    """TP, FP, TN, FN per threshold (float32 whatever the metric's dtype, as in Keras), stored
+    as per-bucket differences (`cumulative`) so an update writes only the buckets it touched."""
+    tp, fp, tn, fn = (metric.add_variable(shape, dtype=STATE_DTYPE, name=name)
+                      for name in ("true_positives", "false_positives", "true_negatives",
+                                   "false_negatives"))
+    for variable in (tp, fp, tn, fn):
+        variable.cumulative = True
+    return tp, fp, tn, fn
+
 class AUC(Metric):
     """Area under the ROC, PR or PR-gain curve, approximated over a grid of thresholds.
 
@@ -307,14 +319,8 @@ class AUC(Metric):
             self._check_labels(num_labels, error)
             shape = (self.num_thresholds, num_labels)
             self._num_labels = num_labels
-        self.true_positives = self.add_variable(shape, dtype=STATE_DTYPE, name="true_positives")
-        self.false_positives = self.add_variable(shape, dtype=STATE_DTYPE,
-                                                 name="false_positives")
-        self.true_negatives = self.add_variable(shape, dtype=STATE_DTYPE, name="true_negatives")
-        self.false_negatives = self.add_variable(shape, dtype=STATE_DTYPE,
-                                                 name="false_negatives")
-        for variable in self._confusion_variables():
-            variable.cumulative = True
+        (self.true_positives, self.false_positives, self.true_negatives,
+         self.false_negatives) = _add_confusion_variables(self, shape)
 
     def build_variables(self, **layout: Any) -> None:
         self._create_variables(int(layout["num_labels"]), InvalidInput)
@@ -413,6 +419,7 @@ class _SensitivitySpecificityBase(Metric):
                  name: str | None = None, dtype: str | None = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.value = _target(value, self._target_name)
+        setattr(self, self._target_name, self.value)  # `specificity`, `recall`, ... as in Keras
         self.num_thresholds = _num_thresholds(num_thresholds, minimum=1)
         self.class_id = validate_class_id(class_id)
         if self.num_thresholds == 1:
@@ -423,15 +430,8 @@ class _SensitivitySpecificityBase(Metric):
             # Even for n = 2, where `is_evenly_distributed_thresholds` would say no.
             self._thresholds_distributed_evenly = True
         shape = (len(self.thresholds),)
-        self.true_positives = self.add_variable(shape, dtype=STATE_DTYPE, name="true_positives")
-        self.false_positives = self.add_variable(shape, dtype=STATE_DTYPE,
-                                                 name="false_positives")
-        self.true_negatives = self.add_variable(shape, dtype=STATE_DTYPE, name="true_negatives")
-        self.false_negatives = self.add_variable(shape, dtype=STATE_DTYPE,
-                                                 name="false_negatives")
-        for variable in (self.true_positives, self.false_positives, self.true_negatives,
-                         self.false_negatives):
-            variable.cumulative = True
+        (self.true_positives, self.false_positives, self.true_negatives,
+         self.false_negatives) = _add_confusion_variables(self, shape)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         counts = confusion_counts(
@@ -477,7 +477,6 @@ class SensitivityAtSpecificity(_SensitivitySpecificityBase):
                  class_id: int | None = None, name: str | None = None,
                  dtype: str | None = None) -> None:
         super().__init__(specificity, num_thresholds, class_id, name=name, dtype=dtype)
-        self.specificity = self.value
 
     def _curves(self, tp: np.ndarray, fp: np.ndarray, tn: np.ndarray,
                 fn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -494,7 +493,6 @@ class SpecificityAtSensitivity(_SensitivitySpecificityBase):
                  class_id: int | None = None, name: str | None = None,
                  dtype: str | None = None) -> None:
         super().__init__(sensitivity, num_thresholds, class_id, name=name, dtype=dtype)
-        self.sensitivity = self.value
 
     def _curves(self, tp: np.ndarray, fp: np.ndarray, tn: np.ndarray,
                 fn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,7 +508,6 @@ class PrecisionAtRecall(_SensitivitySpecificityBase):
     def __init__(self, recall: float, num_thresholds: int = 200, class_id: int | None = None,
                  name: str | None = None, dtype: str | None = None) -> None:
         super().__init__(recall, num_thresholds, class_id, name=name, dtype=dtype)
-        self.recall = self.value
 
     def _curves(self, tp: np.ndarray, fp: np.ndarray, tn: np.ndarray,
                 fn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -527,7 +524,6 @@ class RecallAtPrecision(_SensitivitySpecificityBase):
                  class_id: int | None = None, name: str | None = None,
                  dtype: str | None = None) -> None:
         super().__init__(precision, num_thresholds, class_id, name=name, dtype=dtype)
-        self.precision = self.value
 
     def _curves(self, tp: np.ndarray, fp: np.ndarray, tn: np.ndarray,
                 fn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
