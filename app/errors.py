@@ -67,8 +67,27 @@ class InvalidInput(Invalid):
     """A batch does not fit the metric: shapes, values, labels."""
 
 
+class KeyReused(Invalid):
+    """An Idempotency-Key already answered a different request (route or body)."""
+
+
 class StoreUnavailable(TallyError):
-    """The store could not be reached or timed out; the request changed nothing we know of."""
+    """The store could not be reached, or refused the request: nothing was applied."""
 
     status = 503
     title = "Service Unavailable"
+
+
+class OutcomeUnknown(TallyError):
+    """The request reached the store but its answer did not come back in time: it may or may
+    not have been applied. Retrying with the same Idempotency-Key is always safe."""
+
+    status = 504
+    title = "Gateway Timeout"
+
+
+class StoreFull(TallyError):
+    """The store is out of memory: nothing was applied."""
+
+    status = 507
+    title = "Insufficient Storage"

@@ -2,21 +2,34 @@
 
 Routes stay thin (parse, authorise, answer); this module holds the rules: names, configs,
 which metric a session runs, how a batch becomes increments, how a state becomes a result.
+
+Batch math and large reads run in worker threads (`_offload`) so that one large request never
+stalls the event loop; small ones stay inline, where a thread hop would cost more than the
+work. Metric objects are borrowed from a pool (`metric_pool.py`), never shared between
+requests.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import logging
 import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
+import anyio
 import numpy as np
 import orjson
 
-from app.errors import Conflict, InvalidInput, TallyError
+from app.errors import ConfigError, Conflict, InvalidInput, TallyError
+from app.metric_pool import MetricPool
 from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.registry import REGISTRY, Registry
@@ -31,10 +44,17 @@ from app.store.base import (
     Store,
     canonical_layout,
 )
+from app.store.state import State
+
+log = logging.getLogger("tally")
+T = TypeVar("T")
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 IDEMPOTENCY_KEY_MAX = 128
 PLUGIN_CHECKS = 3  # batches per plugin class and process checked to be pure increments
+#: Work above these sizes runs in a worker thread (below, the hop costs more than the work).
+OFFLOAD_BATCH_ELEMENTS = 16_384
+OFFLOAD_STATE_ELEMENTS = 65_536
 
 
 def valid_name(name: str) -> bool:
@@ -53,29 +73,66 @@ def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(config, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
+def fingerprint(route: str, arrays: dict[str, np.ndarray | None], epoch: int | None) -> str:
+    """What an Idempotency-Key is bound to: the route and the decoded request (so a JSON and
+    an `.npz` encoding of the same batch are the same request)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{route} {epoch}".encode())
+    for name in sorted(arrays):
+        array = arrays[name]
+        if array is None:
+            continue
+        digest.update(f"|{name}{array.shape}{array.dtype}|".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        name = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        name = ""
+    if not valid_name(name):
+        raise InvalidInput(f"'cursor' must be a next_cursor this service returned; got "
+                           f"{cursor!r:.100}")
+    return name
+
+
+def listing_prefix(prefix: str, grant_prefix: str) -> str | None:
+    """The names both the query and the caller's token cover, as one prefix (None: none)."""
+    if prefix.startswith(grant_prefix):
+        return prefix
+    if grant_prefix.startswith(prefix):
+        return grant_prefix
+    return None
+
+
 class Sessions:
     """The service's operations on metric sessions."""
 
     def __init__(self, store: Store, registry: Registry = REGISTRY, *,
-                 max_ttl_seconds: int = 365 * 24 * 3600) -> None:
+                 max_ttl_seconds: int = 365 * 24 * 3600,
+                 max_state_elements: int = 4_194_304,
+                 metric_cache_bytes: int = 256 * 1024 * 1024,
+                 worker_threads: int = 2) -> None:
         self.store = store
         self.registry = registry
         self.max_ttl_seconds = max_ttl_seconds
-        self._metrics: OrderedDict[bytes, Metric] = OrderedDict()
+        self.max_state_elements = max_state_elements
+        self.metrics = MetricPool(registry, metric_cache_bytes, max_state_elements)
         self._metas: OrderedDict[str, SessionMeta] = OrderedDict()
         self._verified: dict[type, int] = {}  # plugin class -> batches checked additive
+        self._threads = anyio.CapacityLimiter(worker_threads)
 
-    # -- metric objects ----------------------------------------------------------------
-    def metric_for(self, meta: SessionMeta) -> Metric:
-        """The metric object a session runs (cached: building one costs more than using it)."""
-        key = _canonical([meta.metric, meta.args])
-        metric = self._metrics.get(key)
-        if metric is None:
-            _, metric = self.registry.build(meta.metric, meta.args)
-            self._metrics[key] = metric
-            if len(self._metrics) > 1024:
-                self._metrics.popitem(last=False)
-        return metric
+    async def _offload(self, heavy: bool, work: Callable[[], T]) -> T:
+        """Run `work` in a worker thread when it is heavy, else inline."""
+        if not heavy:
+            return work()
+        return await anyio.to_thread.run_sync(work, limiter=self._threads)
 
     async def _meta(self, name: str, *, fresh: bool = False) -> SessionMeta:
         meta = None if fresh else self._metas.get(name)
@@ -91,19 +148,25 @@ class Sessions:
 
     # -- documents ---------------------------------------------------------------------
     def document(self, meta: SessionMeta) -> dict[str, Any]:
-        metric = self.metric_for(meta)
+        with self.metrics.borrow(meta.metric, meta.args) as metric:
+            variables = engine.describe_variables(metric, meta.layout)
         return {
             "name": meta.name,
             "metric": meta.metric,
             "config": meta.config,
             "epoch": meta.epoch,
-            "variables": engine.describe_variables(metric, meta.layout),
+            "variables": variables,
             "created_at": iso(meta.created_at),
             "ttl_seconds": meta.ttl_seconds,
         }
 
-    def result_of(self, meta: SessionMeta, fields: dict[str, float]) -> Any:
-        return engine.result_json(self.metric_for(meta), fields, meta.layout)
+    def result_of(self, meta: SessionMeta, state: State) -> Any:
+        with self.metrics.borrow(meta.metric, meta.args) as metric:
+            return engine.result_json(metric, state, meta.layout)
+
+    async def _result(self, meta: SessionMeta, state: State) -> Any:
+        heavy = state.elements > OFFLOAD_STATE_ELEMENTS
+        return await self._offload(heavy, lambda: self.result_of(meta, state))
 
     async def snapshot(self, name: str) -> Snapshot:
         snap = await self.store.read(name)
@@ -115,6 +178,11 @@ class Sessions:
     async def create(self, name: str, metric: str, config: dict[str, Any] | None,
                      ttl_seconds: int | None) -> tuple[dict[str, Any], bool]:
         spec, instance = self.registry.build(metric, config)
+        elements = engine.state_elements(instance)
+        if elements > self.max_state_elements:
+            raise ConfigError(f"{spec.name} with this config holds {elements} state elements; "
+                              f"the limit is {self.max_state_elements} "
+                              "(TALLY_MAX_STATE_ELEMENTS)")
         args = _jsonable(config or {})
         full = _jsonable(instance.get_config())
         meta = SessionMeta(name=name, metric=spec.name, args=args, config=full,
@@ -139,26 +207,32 @@ class Sessions:
 
     async def get(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
-        return {**self.document(snap.meta), "result": self.result_of(snap.meta, snap.fields)}
+        return {**self.document(snap.meta), "result": await self._result(snap.meta, snap.state)}
 
     async def update(self, name: str, inputs: dict[str, np.ndarray],
                      sample_weight: np.ndarray | None, epoch: int | None,
                      idempotency_key: str | None) -> Applied:
+        elements = sum(a.size for a in inputs.values())
+        heavy = elements > OFFLOAD_BATCH_ELEMENTS
+
         def batch_for(meta: SessionMeta) -> Batch:
-            metric = self.metric_for(meta)
-            missing = [k for k in metric.inputs if k not in inputs]
-            extra = [k for k in inputs if k not in metric.inputs]
-            if missing or extra:
-                raise InvalidInput(
-                    f"{meta.metric} takes {list(metric.inputs)} (and optional sample_weight, "
-                    f"epoch); missing {missing}, unexpected {extra}")
-            check = self._needs_check(meta, metric)
-            delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
-                                        check_additive=check)
-            if check:
-                self._verified[type(metric)] = self._verified.get(type(metric), 0) + 1
+            with self.metrics.borrow(meta.metric, meta.args) as metric:
+                missing = [k for k in metric.inputs if k not in inputs]
+                extra = [k for k in inputs if k not in metric.inputs]
+                if missing or extra:
+                    raise InvalidInput(
+                        f"{meta.metric} takes {list(metric.inputs)} (and optional "
+                        f"sample_weight, epoch); missing {missing}, unexpected {extra}")
+                check = self._needs_check(meta, metric)
+                delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
+                                            check_additive=check)
+                if check:
+                    self._verified[type(metric)] = self._verified.get(type(metric), 0) + 1
             return _batch(delta)
-        return await self._apply(name, batch_for, epoch, idempotency_key)
+
+        key_print = "" if idempotency_key is None else fingerprint(
+            "update", {**inputs, "sample_weight": sample_weight}, epoch)
+        return await self._apply(name, batch_for, epoch, idempotency_key, key_print, heavy)
 
     def _needs_check(self, meta: SessionMeta, metric: Metric) -> bool:
         """A plugin metric's first batches are checked to be pure increments."""
@@ -169,12 +243,18 @@ class Sessions:
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None) -> Applied:
         def batch_for(meta: SessionMeta) -> Batch:
-            delta = engine.merge_contribution(self.metric_for(meta), variables, meta.layout)
-            return _batch(delta)
-        return await self._apply(name, batch_for, epoch, idempotency_key)
+            with self.metrics.borrow(meta.metric, meta.args) as metric:
+                return _batch(engine.merge_contribution(metric, variables, meta.layout))
 
-    async def _apply(self, name: str, batch_for: Any, epoch: int | None,
-                     idempotency_key: str | None) -> Applied:
+        key_print = ""
+        if idempotency_key is not None:
+            digest = hashlib.blake2b(_canonical(["merge", epoch, variables]), digest_size=16)
+            key_print = digest.hexdigest()
+        return await self._apply(name, batch_for, epoch, idempotency_key, key_print, False)
+
+    async def _apply(self, name: str, batch_for: Callable[[SessionMeta], Batch],
+                     epoch: int | None, idempotency_key: str | None, key_print: str,
+                     heavy: bool) -> Applied:
         """Compute the batch for the session's metric and apply it in one round trip; if the
         cached meta was stale (session deleted or re-created), refresh it once and retry."""
         check_idempotency_key(idempotency_key)
@@ -182,7 +262,7 @@ class Sessions:
             cached = attempt == 0 and name in self._metas
             meta = await self._meta(name, fresh=attempt > 0)
             try:
-                batch: Batch = batch_for(meta)
+                batch = await self._offload(heavy, partial(batch_for, meta))
             except InvalidInput:
                 if not cached:
                     raise
@@ -190,6 +270,7 @@ class Sessions:
                 self._metas.pop(name, None)
                 continue
             batch.epoch, batch.idempotency_key, batch.session_id = epoch, idempotency_key, meta.id
+            batch.fingerprint = key_print
             (outcome,) = await self.store.apply(name, [batch])
             if isinstance(outcome, StaleSession | SessionNotFound) and attempt == 0:
                 self._metas.pop(name, None)
@@ -204,43 +285,69 @@ class Sessions:
     async def result(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
         return {"name": name, "epoch": snap.meta.epoch,
-                "result": self.result_of(snap.meta, snap.fields)}
+                "result": await self._result(snap.meta, snap.state)}
 
     async def variables(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
-        metric = self.metric_for(snap.meta)
+
+        def work() -> list[dict[str, Any]]:
+            with self.metrics.borrow(snap.meta.metric, snap.meta.args) as metric:
+                return engine.variables_json(metric, snap.state, snap.meta.layout)
+
+        heavy = snap.state.elements > OFFLOAD_STATE_ELEMENTS
         return {"name": name, "epoch": snap.meta.epoch,
-                "variables": engine.variables_json(metric, snap.fields, snap.meta.layout)}
+                "variables": await self._offload(heavy, work)}
 
     async def config(self, name: str) -> dict[str, Any]:
         return (await self._meta(name, fresh=True)).config
 
     async def reset(self, name: str, epoch: int | None) -> dict[str, Any]:
         closed, meta = await self.store.reset(name, epoch)
-        return {"epoch": meta.epoch, "closed": self._closed(meta, closed)}
+        return {"epoch": meta.epoch, "closed": await self._closed(name, meta, closed)}
 
-    def _closed(self, meta: SessionMeta, closed: ClosedEpoch) -> dict[str, Any]:
-        return {"epoch": closed.epoch, "result": self.result_of(meta, closed.fields),
-                "closed_at": iso(closed.closed_at)}
+    async def _closed(self, name: str, meta: SessionMeta, closed: ClosedEpoch
+                      ) -> dict[str, Any]:
+        """A closed epoch's answer; a raw one is computed and compacted in the history (best
+        effort: a failed compaction is retried by the next read of the history)."""
+        result = closed.result
+        if not closed.compacted:
+            result = await self._result(meta, closed.state or State())
+            try:
+                await self.store.compact(name, closed.epoch, orjson.dumps(result))
+            except TallyError as exc:
+                log.warning("history of %r: epoch %d not compacted yet: %s", name,
+                            closed.epoch, exc.detail)
+        return {"epoch": closed.epoch, "result": result, "closed_at": iso(closed.closed_at)}
 
     async def history(self, name: str) -> dict[str, Any]:
         meta = await self._meta(name, fresh=True)
         epochs = await self.store.history(name)
         if epochs is None:
             raise SessionNotFound(name)
-        return {"name": name, "epochs": [self._closed(meta, c) for c in epochs]}
+        return {"name": name, "epochs": [await self._closed(name, meta, c) for c in epochs]}
 
     async def delete(self, name: str) -> None:
         self._metas.pop(name, None)
         if not await self.store.delete(name):
             raise SessionNotFound(name)
 
-    async def listing(self, prefix: str) -> list[dict[str, Any]]:
-        return [
-            {"name": s.meta.name, "metric": s.meta.metric, "epoch": s.meta.epoch,
-             "result": self.result_of(s.meta, s.fields)}
-            for s in await self.store.list(prefix)
-        ]
+    async def listing(self, prefix: str, cursor: str | None, limit: int,
+                      grant_prefix: str = "") -> dict[str, Any]:
+        """One page of sessions under `prefix` that the caller may see, with their results."""
+        after = None if cursor is None else decode_cursor(cursor)
+        covered = listing_prefix(prefix, grant_prefix)
+        if covered is None:
+            return {"sessions": [], "next_cursor": None}
+        page = await self.store.list(covered, after, limit,
+                                     max_elements=self.max_state_elements)
+
+        def results() -> list[dict[str, Any]]:
+            return [{"name": s.meta.name, "metric": s.meta.metric, "epoch": s.meta.epoch,
+                     "result": self.result_of(s.meta, s.state)} for s in page.sessions]
+
+        heavy = sum(s.state.elements for s in page.sessions) > OFFLOAD_STATE_ELEMENTS
+        return {"sessions": await self._offload(heavy, results),
+                "next_cursor": None if page.last is None else encode_cursor(page.last)}
 
     def catalogue(self) -> list[dict[str, Any]]:
         out = []
@@ -260,7 +367,7 @@ class Sessions:
 
 def _batch(delta: engine.Contribution) -> Batch:
     layout = None if delta.layout is None else canonical_layout(delta.layout)
-    return Batch(delta.sums, delta.maxes, delta.mins, delta.samples, layout=layout)
+    return Batch(delta.sum_runs, delta.max_runs, delta.min_runs, delta.samples, layout=layout)
 
 
 def check_idempotency_key(key: str | None) -> None:

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
     max_ttl_seconds: int = Field(365 * 24 * 3600, gt=0)
     plugins: str = ""  # comma-separated module names of metric plugins
+    max_state_elements: int = Field(4_194_304, gt=0)
+    max_idempotency_keys: int = Field(100_000, gt=0)
+    metric_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    worker_threads: int = Field(2, ge=1, le=64)
 
     def plugin_modules(self) -> list[str]:
         return [m.strip() for m in self.plugins.split(",") if m.strip()]

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from app.metrics import engine  # noqa: E402
 from app.metrics.registry import REGISTRY  # noqa: E402
+from app.store.state import State  # noqa: E402
 
 RTOL = 1e-5
 ATOL = 1e-6
@@ -84,19 +85,16 @@ def check_parity(name: str, config: dict[str, Any] | None, batches: Iterable[Bat
     assert normalise_config(metric.get_config()) == normalise_config(
         reference.get_config() if "fn" not in (config or {}) else {**reference.get_config(),
                                                                    "fn": config["fn"]})
-    state: dict[str, float] = {}
+    state = State()
     layout = None
     for step, batch in enumerate(batches):
         keras_update(reference, batch)
         arrays, weight = tally_inputs(batch)
         delta = engine.contribution(metric, arrays, weight, layout)
         layout = delta.layout
-        for key, value in delta.sums.items():
-            state[key] = state.get(key, 0.0) + value
-        for key, value in delta.maxes.items():
-            state[key] = max(state.get(key, value), value)
-        for key, value in delta.mins.items():
-            state[key] = min(state.get(key, value), value)
+        state.add(delta.sum_runs)
+        state.extreme(delta.max_runs, "max")
+        state.extreme(delta.min_runs, "min")
         where = f"{name}({config}) after batch {step}"
         expected = np.asarray(keras.ops.convert_to_numpy(reference.result()))
         assert_close(json_array(engine.result_json(metric, state, layout)), expected,

@@ -15,7 +15,7 @@ from tests.redis_servers import RedisProcess
 
 async def send_until_answered(client: httpx.AsyncClient, url: str, body: dict, key: str,
                               failures: list[str]) -> int:
-    """Retry on 503 and transport errors, as a training job should; return the epoch."""
+    """Retry on 503, 504 and transport errors, as a training job should; return the epoch."""
     for _ in range(400):
         try:
             r = await client.post(url, json=body, headers={"Idempotency-Key": key})
@@ -23,7 +23,7 @@ async def send_until_answered(client: httpx.AsyncClient, url: str, body: dict, k
             failures.append(key)
             await asyncio.sleep(0.05)
             continue
-        if r.status_code == 503:
+        if r.status_code in (503, 504):
             failures.append(key)
             await asyncio.sleep(0.05)
             continue

@@ -5,17 +5,28 @@ from __future__ import annotations
 import asyncio
 import math
 
+import numpy as np
 import pytest
 
 from app.store.base import (
     Applied,
     Batch,
     EpochMismatch,
+    KeyBoundElsewhere,
     LayoutMismatch,
     SessionMeta,
     SessionNotFound,
     StaleSession,
 )
+from app.store.state import Runs
+
+
+def runs(values: dict[int, float]) -> Runs:
+    return Runs.from_dict(values)
+
+
+async def sums(store, name: str) -> dict[int, float]:
+    return (await store.read(name)).state.sums_dict()
 
 
 def meta(name: str = "run1.val.precision", ttl: int | None = None) -> SessionMeta:
@@ -35,86 +46,90 @@ async def test_create_is_idempotent(store):
 async def test_apply_adds_and_read_sees_it(store):
     await store.create(meta())
     out = await store.apply("run1.val.precision", [
-        Batch(sums={"true_positives:0": 4.0, "false_positives:0": 1.0}, samples=8)])
+        Batch(sums=runs({0: 4.0, 1: 1.0}), samples=8)])
     assert out == [Applied(0, 8)]
     await store.apply("run1.val.precision", [
-        Batch(sums={"false_positives:0": 3.0, "true_positives:0": 0.1}, samples=8)])
+        Batch(sums=runs({1: 3.0, 0: 0.1}), samples=8)])
     snap = await store.read("run1.val.precision")
     assert snap.meta.epoch == 0
-    assert snap.fields == {"true_positives:0": pytest.approx(4.1, abs=0, rel=1e-15),
-                           "false_positives:0": 4.0}
+    assert snap.state.sums_dict() == {0: pytest.approx(4.1, abs=0, rel=1e-15), 1: 4.0}
 
 
 async def test_floats_keep_full_precision(store):
     await store.create(meta())
     value = 0.1234567890123456789
-    await store.apply("run1.val.precision", [Batch(sums={"a:0": value}, samples=1)])
+    await store.apply("run1.val.precision", [Batch(sums=runs({0: value}), samples=1)])
     snap = await store.read("run1.val.precision")
-    assert snap.fields["a:0"] == value
+    assert snap.state.sums_dict()[0] == value
 
 
 async def test_max_min_and_nan(store):
     await store.create(meta())
     name = "run1.val.precision"
-    await store.apply(name, [Batch(maxes={"hi:0": 2.0}, mins={"lo:0": 2.0}, samples=1)])
-    await store.apply(name, [Batch(maxes={"hi:0": 1.0}, mins={"lo:0": -1.5}, samples=1)])
-    await store.apply(name, [Batch(maxes={"hi:0": 3.5}, mins={"lo:0": 7.0}, samples=1)])
-    await store.apply(name, [Batch(sums={"s:0": 1.0, "t:0": 1.0}, samples=1)])
-    await store.apply(name, [Batch(sums={"s:0": math.nan, "t:0": math.inf}, samples=1)])
-    await store.apply(name, [Batch(sums={"s:0": 1.0, "t:0": 1.0}, samples=1)])
-    fields = (await store.read(name)).fields
-    assert fields["hi:0"] == 3.5 and fields["lo:0"] == -1.5
-    assert math.isnan(fields["s:0"]) and fields["t:0"] == math.inf
+    await store.apply(name, [Batch(maxes=runs({0: 2.0}), mins=runs({1: 2.0}), samples=1)])
+    await store.apply(name, [Batch(maxes=runs({0: 1.0}), mins=runs({1: -1.5}), samples=1)])
+    await store.apply(name, [Batch(maxes=runs({0: 3.5}), mins=runs({1: 7.0}), samples=1)])
+    await store.apply(name, [Batch(sums=runs({0: 1.0, 1: 1.0}), samples=1)])
+    await store.apply(name, [Batch(sums=runs({0: math.nan, 1: math.inf}), samples=1)])
+    await store.apply(name, [Batch(sums=runs({0: 1.0, 1: 1.0}), samples=1)])
+    state = (await store.read(name)).state
+    assert state.extremes_dict() == {0: 3.5, 1: -1.5}
+    assert math.isnan(state.sums[0]) and state.sums[1] == math.inf
 
 
 async def test_epoch_precondition_and_replay(store):
     name = "run1.val.precision"
     await store.create(meta())
-    ok = Batch(sums={"x:0": 1.0}, samples=2, epoch=0, idempotency_key="k1")
-    late = Batch(sums={"x:0": 100.0}, samples=2, epoch=3)
+    ok = Batch(sums=runs({0: 1.0}), samples=2, epoch=0, idempotency_key="k1")
+    late = Batch(sums=runs({0: 100.0}), samples=2, epoch=3)
     out = await store.apply(name, [ok, late, ok])
     assert out[0] == Applied(0, 2)
     assert isinstance(out[1], EpochMismatch) and out[1].current == 0
     assert out[2] == Applied(0, 2, replayed=True)
-    assert (await store.read(name)).fields == {"x:0": 1.0}
+    assert await sums(store, name) == {0: 1.0}
     await store.reset(name)
     # a retry after the reset still answers like the first and adds nothing
     assert await store.apply(name, [ok]) == [Applied(0, 2, replayed=True)]
-    assert (await store.read(name)).fields == {}
+    assert await sums(store, name) == {}
 
 
 async def test_idempotency_window_expires(store):
     name = "run1.val.precision"
     await store.create(meta())
-    batch = Batch(sums={"x:0": 1.0}, samples=1, idempotency_key="k")
+    batch = Batch(sums=runs({0: 1.0}), samples=1, idempotency_key="k")
     await store.apply(name, [batch])
     await asyncio.sleep(1.2)  # the fixture's window is 1 s
     assert await store.apply(name, [batch]) == [Applied(0, 1)]
-    assert (await store.read(name)).fields == {"x:0": 2.0}
+    assert await sums(store, name) == {0: 2.0}
 
 
 async def test_reset_closes_epoch(store):
     name = "run1.val.precision"
     await store.create(meta())
-    await store.apply(name, [Batch(sums={"x:0": 5.0}, samples=1)])
+    await store.apply(name, [Batch(sums=runs({0: 5.0}), samples=1)])
     closed, after = await store.reset(name)
-    assert closed.epoch == 0 and closed.fields == {"x:0": 5.0} and closed.closed_at > 1e9
+    assert closed.epoch == 0 and closed.state.sums_dict() == {0: 5.0} and closed.closed_at > 1e9
     assert after.epoch == 1
-    assert (await store.read(name)).fields == {}
+    assert await sums(store, name) == {}
     with pytest.raises(EpochMismatch):
         await store.reset(name, expected_epoch=0)
     closed, after = await store.reset(name, expected_epoch=1)
-    assert closed.epoch == 1 and closed.fields == {} and after.epoch == 2
+    assert closed.epoch == 1 and closed.state.sums_dict() == {} and after.epoch == 2
     history = await store.history(name)
     assert [h.epoch for h in history] == [0, 1]
-    assert history[0].fields == {"x:0": 5.0} and history[1].fields == {}
+    assert history[0].state.sums_dict() == {0: 5.0} and history[1].state.sums_dict() == {}
+    await store.compact(name, 0, b"0.5")
+    await store.compact(name, 0, b"0.75")  # a compacted epoch stays as it is
+    first, second = await store.history(name)
+    assert first.compacted and first.result == 0.5 and first.state is None
+    assert not second.compacted and second.state.sums_dict() == {}
 
 
 async def test_missing_session(store):
     assert await store.read("nope") is None
     assert await store.get_meta("nope") is None
     assert await store.history("nope") is None
-    out = await store.apply("nope", [Batch(sums={"x:0": 1.0}, samples=1)])
+    out = await store.apply("nope", [Batch(sums=runs({0: 1.0}), samples=1)])
     assert isinstance(out[0], SessionNotFound)
     with pytest.raises(SessionNotFound):
         await store.reset("nope")
@@ -124,37 +139,129 @@ async def test_missing_session(store):
 async def test_delete_removes_everything(store):
     name = "run1.val.precision"
     await store.create(meta())
-    await store.apply(name, [Batch(sums={"x:0": 1.0}, samples=1, idempotency_key="k")])
+    await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1, idempotency_key="k")])
     await store.reset(name)
     assert await store.delete(name) is True
     assert await store.read(name) is None
     await store.create(meta())
     assert (await store.history(name)) == []
     # the idempotency key went with the session
-    assert await store.apply(name, [Batch(sums={"x:0": 1.0}, samples=1,
+    assert await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1,
                                           idempotency_key="k")]) == [Applied(0, 1)]
 
 
 async def test_list_by_prefix_sorted(store):
     for name in ["b.x", "a.y", "a.x", "ab", "c"]:
         await store.create(meta(name))
-    assert [s.meta.name for s in await store.list("a")] == ["a.x", "a.y", "ab"]
-    assert [s.meta.name for s in await store.list("a.")] == ["a.x", "a.y"]
-    assert [s.meta.name for s in await store.list("")] == ["a.x", "a.y", "ab", "b.x", "c"]
+    assert await names(store, "a") == ["a.x", "a.y", "ab"]
+    assert await names(store, "a.") == ["a.x", "a.y"]
+    assert await names(store, "") == ["a.x", "a.y", "ab", "b.x", "c"]
     await store.delete("a.y")
-    assert [s.meta.name for s in await store.list("a")] == ["a.x", "ab"]
+    assert await names(store, "a") == ["a.x", "ab"]
+
+
+async def names(store, prefix: str) -> list[str]:
+    page = await store.list(prefix)
+    assert page.last is None
+    return [s.meta.name for s in page.sessions]
+
+
+async def test_list_pages_follow_the_last_name(store):
+    all_names = sorted(f"p.{i:03d}" for i in range(23)) + ["q.0"]
+    for name in reversed(all_names):
+        await store.create(meta(name))
+    seen, after = [], None
+    while True:
+        page = await store.list("p.", after, limit=5)
+        seen += [s.meta.name for s in page.sessions]
+        assert len(page.sessions) <= 5
+        if page.last is None:
+            break
+        after = page.last
+    assert seen == all_names[:-1]
+    exact = await store.list("p.", None, limit=23)
+    assert len(exact.sessions) == 23 and exact.last is None
+    assert (await store.list("p.", "p.022", limit=5)).sessions == []
+
+
+async def test_list_page_stops_at_the_state_budget(store):
+    for i in range(4):
+        await store.create(meta(f"big.{i}"))
+        await store.apply(f"big.{i}", [Batch(sums=Runs.from_indices(
+            np.arange(100), np.ones(100)), samples=1)])
+    page = await store.list("big.", None, limit=10, max_elements=250)
+    assert [s.meta.name for s in page.sessions] == ["big.0", "big.1"]
+    assert page.last == "big.1"
+    one = await store.list("big.", None, limit=10, max_elements=10)  # at least one session
+    assert [s.meta.name for s in one.sessions] == ["big.0"] and one.last == "big.0"
+
+
+async def test_key_is_bound_to_its_request(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    first = Batch(sums=runs({0: 1.0}), samples=1, idempotency_key="k", fingerprint="f1")
+    other = Batch(sums=runs({0: 9.0}), samples=1, idempotency_key="k", fingerprint="f2")
+    out = await store.apply(name, [first, other, first])
+    assert out[0] == Applied(0, 1) and out[2] == Applied(0, 1, replayed=True)
+    assert isinstance(out[1], KeyBoundElsewhere) and out[1].status == 422
+    assert await sums(store, name) == {0: 1.0}
+
+
+async def test_idempotency_keys_per_session_are_bounded(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    store._idempotency_keys = 3  # noqa: SLF001 - the fixture's stores keep the default
+    for key in "abcde":
+        await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1, idempotency_key=key)])
+    replays = await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1,
+                                             idempotency_key=key) for key in "cde"])
+    assert all(a.replayed for a in replays)
+    forgotten = await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1,
+                                               idempotency_key="a")])
+    assert forgotten == [Applied(0, 1)]  # the oldest key was dropped to keep three
+    assert await sums(store, name) == {0: 6.0}
+
+
+async def test_runs_add_ranges_and_bridge_gaps(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    rng = np.random.default_rng(3)
+    expected = np.zeros(5000)
+    for _ in range(6):
+        touched = np.unique(rng.integers(0, 5000, size=300))
+        dense = np.zeros(5000)
+        dense[touched] = rng.normal(size=touched.size)
+        expected += dense
+        await store.apply(name, [Batch(sums=Runs.from_indices(touched, dense, gap=8),
+                                       samples=1)])
+    state = (await store.read(name)).state
+    got = np.zeros(5000)
+    got[:state.sums.size] = state.sums
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+async def test_history_keeps_the_newest_epochs(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    store._history_limit = 3  # noqa: SLF001
+    for epoch in range(6):
+        await store.apply(name, [Batch(sums=runs({0: float(epoch)}), samples=1)])
+        await store.reset(name)
+    history = await store.history(name)
+    assert [h.epoch for h in history] == [3, 4, 5]
+    assert [h.state.sums_dict().get(0, 0.0) for h in history] == [3.0, 4.0, 5.0]
 
 
 async def test_ttl_deletes_idle_sessions(store):
     await store.create(meta("short", ttl=1))
     await store.create(meta("long"))
     await asyncio.sleep(0.6)
-    await store.apply("short", [Batch(sums={"x:0": 1.0}, samples=1)])  # a write refreshes
+    await store.apply("short", [Batch(sums=runs({0: 1.0}), samples=1)])  # a write refreshes
     await asyncio.sleep(0.6)
     assert await store.read("short") is not None
     await asyncio.sleep(1.0)
     assert await store.read("short") is None
-    assert [s.meta.name for s in await store.list("")] == ["long"]
+    assert await names(store, "") == ["long"]
 
 
 async def test_concurrent_applies_are_exact(store):
@@ -163,36 +270,36 @@ async def test_concurrent_applies_are_exact(store):
 
     async def worker(i: int) -> None:
         for j in range(20):
-            await store.apply(name, [Batch(sums={"x:0": 1.0, f"w:{i}": 0.5}, samples=1,
+            await store.apply(name, [Batch(sums=runs({0: 1.0, 1 + i: 0.5}), samples=1,
                                            idempotency_key=f"{i}-{j}")])
-            await store.apply(name, [Batch(sums={"x:0": 1.0, f"w:{i}": 0.5}, samples=1,
+            await store.apply(name, [Batch(sums=runs({0: 1.0, 1 + i: 0.5}), samples=1,
                                            idempotency_key=f"{i}-{j}")])
 
     await asyncio.gather(*(worker(i) for i in range(8)))
-    fields = (await store.read(name)).fields
-    assert fields["x:0"] == 160.0
-    assert all(fields[f"w:{i}"] == 10.0 for i in range(8))
+    fields = await sums(store, name)
+    assert fields[0] == 160.0
+    assert all(fields[1 + i] == 10.0 for i in range(8))
 
 
 async def test_batch_for_an_earlier_incarnation_is_refused(store):
     name = "run1.val.precision"
     await store.create(meta())
-    ok = Batch(sums={"x:0": 1.0}, samples=1, session_id="id-run1.val.precision")
-    stale = Batch(sums={"x:0": 50.0}, samples=1, session_id="id-of-a-deleted-session")
+    ok = Batch(sums=runs({0: 1.0}), samples=1, session_id="id-run1.val.precision")
+    stale = Batch(sums=runs({0: 50.0}), samples=1, session_id="id-of-a-deleted-session")
     out = await store.apply(name, [ok, stale])
     assert out[0] == Applied(0, 1) and isinstance(out[1], StaleSession)
-    assert (await store.read(name)).fields == {"x:0": 1.0}
+    assert await sums(store, name) == {0: 1.0}
 
 
 async def test_first_layout_sticks(store):
     name = "run1.val.precision"
     await store.create(meta())
-    four = Batch(sums={"tp:3": 1.0}, samples=1, layout='{"num_classes":4}')
-    five = Batch(sums={"tp:4": 1.0}, samples=1, layout='{"num_classes":5}')
+    four = Batch(sums=runs({3: 1.0}), samples=1, layout='{"num_classes":4}')
+    five = Batch(sums=runs({4: 1.0}), samples=1, layout='{"num_classes":5}')
     out = await store.apply(name, [four, five, four])
     assert out[0] == Applied(0, 1) and out[2] == Applied(0, 1)
     assert isinstance(out[1], LayoutMismatch) and out[1].status == 422
     snap = await store.read(name)
-    assert snap.meta.layout == {"num_classes": 4} and snap.fields == {"tp:3": 2.0}
+    assert snap.meta.layout == {"num_classes": 4} and snap.state.sums_dict() == {3: 2.0}
     await store.reset(name)
     assert (await store.read(name)).meta.layout == {"num_classes": 4}

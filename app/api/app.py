@@ -25,9 +25,11 @@ def make_store(settings: Settings) -> Store:
         return RedisStore.from_url(
             settings.redis_url, cluster=settings.redis_cluster,
             timeout=settings.redis_timeout_seconds, history_limit=settings.history_limit,
-            idempotency_ttl=settings.idempotency_ttl_seconds)
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            idempotency_keys=settings.max_idempotency_keys)
     return MemoryStore(history_limit=settings.history_limit,
-                       idempotency_ttl=settings.idempotency_ttl_seconds)
+                       idempotency_ttl=settings.idempotency_ttl_seconds,
+                       idempotency_keys=settings.max_idempotency_keys)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -39,7 +41,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         load_plugins(registry, settings.plugin_modules())
         owned = store or make_store(settings)
         app.state.settings = settings
-        app.state.sessions = Sessions(owned, registry, max_ttl_seconds=settings.max_ttl_seconds)
+        app.state.sessions = Sessions(
+            owned, registry, max_ttl_seconds=settings.max_ttl_seconds,
+            max_state_elements=settings.max_state_elements,
+            metric_cache_bytes=settings.metric_cache_bytes,
+            worker_threads=settings.worker_threads)
         if not settings.tokens:
             log.warning("TALLY_TOKENS is not set: the API is open to anyone who can reach it")
         if not settings.redis_url:

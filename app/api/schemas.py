@@ -46,6 +46,8 @@ class SessionSummary(BaseModel):
 
 class SessionList(BaseModel):
     sessions: list[SessionSummary]
+    next_cursor: str | None = Field(description="pass back as `cursor` for the next page; "
+                                    "null when the listing is complete")
 
 
 class Applied(BaseModel):

@@ -88,12 +88,13 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
 
 @router.get("", response_model=SessionList)
 async def list_sessions(sessions: SessionsDep, grant: Read,
-                        prefix: str = Query("", max_length=200)) -> JSON:
-    """Every session whose name starts with `prefix`, sorted by name, with its result."""
-    found = await sessions.listing(prefix)
-    if grant is not None:
-        found = [s for s in found if s["name"].startswith(grant.prefix)]
-    return JSON({"sessions": found})
+                        prefix: str = Query("", max_length=200),
+                        limit: int = Query(100, ge=1, le=1000),
+                        cursor: str | None = Query(None, max_length=400)) -> JSON:
+    """One page of the sessions whose name starts with `prefix` (and that the caller's token
+    covers), sorted by name, with their results; pass `next_cursor` back as `cursor`."""
+    own = grant.prefix if grant is not None else ""
+    return JSON(await sessions.listing(prefix, cursor, limit, own))
 
 
 @router.get("/{name}", response_model=SessionWithResult)

@@ -1,13 +1,14 @@
 """Turns a `Metric` object into the two pure functions the service needs.
 
-* `contribution(metric, inputs)`: what one batch adds to the state, as sparse per-element
-  increments grouped by aggregation. It runs the metric's own `update_state` on freshly
-  initialised variables, so any metric written the Keras way works without knowing about us.
-* `load_state(metric, fields)` then `metric.result()`: the result for a stored state.
+* `contribution(metric, inputs)`: what one batch adds to the state, as runs of increments over
+  the state's flat spaces. It runs the metric's own `update_state` on freshly initialised
+  variables, so any metric written the Keras way works without knowing about us.
+* `load_state(metric, state)` then `metric.result()`: the result for a stored state.
 
-State travels as a flat map `"<variable>:<flat index>" -> float`, holding only elements that
-differ from the initial value: the stores add, max or min them without knowing what they mean.
-A `cumulative` variable travels as its per-bucket differences (see `Variable.cumulative`).
+The variables are laid out in two flat spaces (`slots`, `store/state.py`): every `sum`
+variable in the sum space, `max`/`min` variables in the extreme space, each at an offset given
+by the variables before it. A `cumulative` variable travels as its per-bucket differences (see
+`Variable.cumulative`), so a batch touches only the buckets its predictions fall in.
 
 Lazily shaped metrics (see `Metric.lazy`) are built from the session's *layout*, the small
 dict that the session's first batch fixed; every function here takes it.
@@ -15,6 +16,7 @@ dict that the session's first batch fixed; every function here takes it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,21 +24,91 @@ import numpy as np
 
 from app.errors import BadRequest, InvalidInput
 from app.metrics.base import Metric, Variable
+from app.store.state import SUM_GAP, Runs, State
+
+
+@dataclass
+class Slot:
+    variable: Variable
+    offset: int  # in the sum space (aggregation "sum") or the extreme space (max / min)
 
 
 @dataclass
 class Contribution:
-    """One batch's increments, keyed by state field."""
+    """One batch's increments: runs over the sum space, and max/min runs over the extremes.
 
-    sums: dict[str, float] = field(default_factory=dict)
-    maxes: dict[str, float] = field(default_factory=dict)
-    mins: dict[str, float] = field(default_factory=dict)
+    `sums`, `maxes` and `mins` are the same increments as a readable map
+    `"<variable>:<flat index>" -> value` (tests and debugging; `load_state` takes it too)."""
+
+    sum_runs: Runs = field(default_factory=Runs)
+    max_runs: Runs = field(default_factory=Runs)
+    min_runs: Runs = field(default_factory=Runs)
     samples: int = 0
     layout: dict[str, Any] | None = None  # the layout a lazy metric was built with
+    slots: list[Slot] = field(default_factory=list)
+
+    @property
+    def sums(self) -> dict[str, float]:
+        return _named(self.sum_runs, [s for s in self.slots if s.variable.aggregation == "sum"])
+
+    @property
+    def maxes(self) -> dict[str, float]:
+        return _named(self.max_runs, [s for s in self.slots if s.variable.aggregation != "sum"])
+
+    @property
+    def mins(self) -> dict[str, float]:
+        return _named(self.min_runs, [s for s in self.slots if s.variable.aggregation != "sum"])
+
+
+def _named(runs: Runs, space: list[Slot]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for index, value in zip(runs.indices().tolist(), runs.values.tolist(), strict=True):
+        if value == 0:
+            continue  # a bridged gap, not an increment
+        for slot in space:
+            if slot.offset <= index < slot.offset + slot.variable.initial_value.size:
+                out[field_name(slot.variable.name, index - slot.offset)] = value
+                break
+    return out
 
 
 def field_name(variable: str, index: int) -> str:
     return f"{variable}:{index}"
+
+
+def state_from_named(metric: Metric, named: Mapping[str, float]) -> State:
+    """A `State` from the readable map of `Contribution.sums` (and maxes/mins)."""
+    state = State()
+    sums: dict[int, float] = {}
+    extremes: dict[int, float] = {}
+    for slot in slots(metric):
+        for i in range(int(slot.variable.initial_value.size)):
+            value = named.get(field_name(slot.variable.name, i))
+            if value is not None:
+                target = sums if slot.variable.aggregation == "sum" else extremes
+                target[slot.offset + i] = value
+    state.add(Runs.from_dict(sums))
+    state.extreme(Runs.from_dict(extremes), "max")
+    return state
+
+
+def slots(metric: Metric) -> list[Slot]:
+    """Where each variable lives in the stored state (in variable order, per space)."""
+    out, next_sum, next_extreme = [], 0, 0
+    for variable in metric.variables:
+        size = int(variable.initial_value.size)
+        if variable.aggregation == "sum":
+            out.append(Slot(variable, next_sum))
+            next_sum += size
+        else:
+            out.append(Slot(variable, next_extreme))
+            next_extreme += size
+    return out
+
+
+def state_elements(metric: Metric) -> int:
+    """Elements of the metric's state as built (a lazy metric before its layout: 0)."""
+    return sum(int(v.initial_value.size) for v in metric.variables)
 
 
 def to_differences(array: np.ndarray) -> np.ndarray:
@@ -54,8 +126,13 @@ def from_differences(array: np.ndarray) -> np.ndarray:
     return np.flip(np.cumsum(np.flip(array, 0), axis=0), 0)
 
 
-def _add_fields(target: Contribution, variable: Variable, value: np.ndarray) -> None:
-    """Record `value` (the variable after one update from its initial value) as increments."""
+def _shifted(runs: Runs, offset: int) -> Runs:
+    return Runs(runs.starts + offset, runs.counts, runs.values)
+
+
+def _add_runs(target: Contribution, slot: Slot, value: np.ndarray) -> None:
+    """Record `value` (the variable after one update from its initial value) as runs."""
+    variable = slot.variable
     initial = variable.initial_value.astype(np.float64)
     after = np.asarray(value, dtype=np.float64)
     if variable.aggregation == "sum":
@@ -64,14 +141,16 @@ def _add_fields(target: Contribution, variable: Variable, value: np.ndarray) -> 
             delta = to_differences(delta)
         delta = delta.ravel()
         changed = np.flatnonzero((delta != 0) | np.isnan(delta))
-        bucket, values = target.sums, delta
+        target.sum_runs = target.sum_runs.concat(
+            _shifted(Runs.from_indices(changed, delta, SUM_GAP), slot.offset))
+        return
+    initial, after = initial.ravel(), after.ravel()
+    changed = np.flatnonzero((after != initial) | np.isnan(after))
+    runs = _shifted(Runs.from_indices(changed, after), slot.offset)
+    if variable.aggregation == "max":
+        target.max_runs = target.max_runs.concat(runs)
     else:
-        initial, after = initial.ravel(), after.ravel()
-        changed = np.flatnonzero((after != initial) | np.isnan(after))
-        bucket = target.maxes if variable.aggregation == "max" else target.mins
-        values = after
-    for i in changed.tolist():
-        bucket[field_name(variable.name, i)] = float(values[i])
+        target.min_runs = target.min_runs.concat(runs)
 
 
 def count_samples(inputs: dict[str, np.ndarray]) -> int:
@@ -119,9 +198,10 @@ def contribution(metric: Metric, inputs: dict[str, np.ndarray],
     prepare(metric, layout)
     metric.reset_state()
     _update(metric, inputs, sample_weight)
-    result = Contribution(samples=count_samples(inputs), layout=metric.layout)
-    for variable in metric.variables:
-        _add_fields(result, variable, variable.value)
+    result = Contribution(samples=count_samples(inputs), layout=metric.layout,
+                          slots=slots(metric))
+    for slot in result.slots:
+        _add_runs(result, slot, slot.variable.value)
     if check_additive:
         once = [np.array(v.value, dtype=np.float64) for v in metric.variables]
         _update(metric, inputs, sample_weight)
@@ -150,14 +230,15 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
     if not metric.built:
         raise InvalidInput(f"{type(metric).__name__} takes its variables' shapes from the "
                            "session's first update; send an update before merging")
-    by_name = {v.name: v for v in metric.variables}
+    by_name = {s.variable.name: s for s in slots(metric)}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
         raise InvalidInput(f"unknown variable(s) {unknown} for {type(metric).__name__}; "
                            f"expected names among {list(by_name)}")
-    result = Contribution(samples=0, layout=metric.layout)
+    result = Contribution(samples=0, layout=metric.layout, slots=list(by_name.values()))
     for name, raw in values.items():
-        variable = by_name[name]
+        slot = by_name[name]
+        variable = slot.variable
         try:
             array = np.asarray(raw, dtype=np.float64)
         except (ValueError, TypeError):
@@ -170,38 +251,41 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
             raise InvalidInput(f"variable {name!r} contains NaN or infinity")
         if variable.aggregation == "sum":
             array = array + variable.initial_value
-        _add_fields(result, variable, array)
+        _add_runs(result, slot, array)
     return result
 
 
-def load_state(metric: Metric, fields: dict[str, float],
+def load_state(metric: Metric, state: State | Mapping[str, float],
                layout: dict[str, Any] | None = None) -> None:
-    """Set the metric's variables from stored fields (absent fields are initial values)."""
+    """Set the metric's variables from a stored state (missing elements are initial values)."""
     prepare(metric, layout)
-    by_name = {v.name: v for v in metric.variables}
-    flat = {name: np.zeros(v.value.size) if v.aggregation == "sum"
-            else v.initial_value.astype(np.float64).ravel() for name, v in by_name.items()}
-    for key, value in fields.items():
-        name, _, index = key.rpartition(":")
-        if name not in flat:
-            continue  # a field from an older layout; ignore it rather than fail a read
-        variable = by_name[name]
-        i = int(index)
-        if i >= flat[name].size:
-            continue
+    if not isinstance(state, State):
+        state = state_from_named(metric, state)
+    for slot in slots(metric):
+        variable = slot.variable
+        size = int(variable.initial_value.size)
         if variable.aggregation == "sum":
-            flat[name][i] += value
-        elif variable.aggregation == "max":
-            flat[name][i] = max(flat[name][i], value)
-        else:
-            flat[name][i] = min(flat[name][i], value)
-    for name, variable in by_name.items():
-        array = flat[name].reshape(variable.shape)
-        if variable.aggregation == "sum":
+            array = _window(state.sums, slot.offset, size).reshape(variable.shape)
             if variable.cumulative:
                 array = from_differences(array)
-            array = array + variable.initial_value
-        variable.value = np.asarray(array)
+            variable.value = np.asarray(array + variable.initial_value)
+            continue
+        initial = variable.initial_value.astype(np.float64).ravel()
+        stored = _window(state.extremes, slot.offset, size)
+        present = _window(state.present, slot.offset, size).astype(bool)
+        combine = np.fmax if variable.aggregation == "max" else np.fmin
+        merged = np.where(present, combine(initial, stored), initial)
+        nan = present & np.isnan(stored)
+        merged[nan] = np.nan  # a NaN that was maxed/minned in poisons, as in the stores
+        variable.value = merged.reshape(variable.shape)
+
+
+def _window(array: np.ndarray, offset: int, size: int) -> np.ndarray:
+    """array[offset:offset+size], zero-padded where the stored string is shorter."""
+    part = np.asarray(array[offset:offset + size], dtype=np.float64)
+    if part.size < size:
+        part = np.concatenate((part, np.zeros(size - part.size)))
+    return part
 
 
 def to_json(value: Any) -> Any:
@@ -215,19 +299,19 @@ def to_json(value: Any) -> Any:
     ]
 
 
-def result_json(metric: Metric, fields: dict[str, float],
+def result_json(metric: Metric, state: State | Mapping[str, float],
                 layout: dict[str, Any] | None = None) -> Any:
     """The JSON result; null for a lazy metric before its first update (Keras raises)."""
-    load_state(metric, fields, layout)
+    load_state(metric, state, layout)
     if not metric.built:
         return None
     with np.errstate(all="ignore"):
         return to_json(metric.result())
 
 
-def variables_json(metric: Metric, fields: dict[str, float],
+def variables_json(metric: Metric, state: State | Mapping[str, float],
                    layout: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    load_state(metric, fields, layout)
+    load_state(metric, state, layout)
     return [
         {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "value": to_json(v.value)}
         for v in metric.variables

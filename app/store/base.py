@@ -1,8 +1,8 @@
 """The storage protocol: what the service needs from a place that keeps metric state.
 
-A store knows sessions, epochs, idempotency keys and flat maps of numbers. It never knows what
-a metric means: it adds, maxes or mins the increments it is given, atomically per batch.
-Two implementations pass one contract test-suite: `MemoryStore` and `RedisStore`.
+A store knows sessions, epochs, idempotency keys and two flat spaces of numbers (`state.py`).
+It never knows what a metric means: it adds, maxes or mins the runs it is given, atomically
+per batch. Two implementations pass one contract test-suite: `MemoryStore` and `RedisStore`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.errors import Conflict, Invalid, NotFound, TallyError
+from app.errors import Conflict, Invalid, KeyReused, NotFound, TallyError
+from app.store.state import Runs, State
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+IDEMPOTENCY_KEYS_PER_SESSION = 100_000
 
 
 @dataclass
@@ -35,12 +37,13 @@ class SessionMeta:
 class Batch:
     """One update's (or merge's) increments with its preconditions."""
 
-    sums: dict[str, float] = field(default_factory=dict)
-    maxes: dict[str, float] = field(default_factory=dict)
-    mins: dict[str, float] = field(default_factory=dict)
+    sums: Runs = field(default_factory=Runs)
+    maxes: Runs = field(default_factory=Runs)
+    mins: Runs = field(default_factory=Runs)
     samples: int = 0
     epoch: int | None = None  # apply only if the session is at this epoch
     idempotency_key: str | None = None
+    fingerprint: str = ""  # what the key is bound to (route and body): another one is refused
     session_id: str | None = None  # computed for this incarnation; else `StaleSession`
     layout: str | None = None  # canonical JSON; the first one sticks, others: `LayoutMismatch`
 
@@ -59,14 +62,27 @@ class Snapshot:
     """A session's meta and current state, read atomically together."""
 
     meta: SessionMeta
-    fields: dict[str, float]
+    state: State
 
 
 @dataclass
 class ClosedEpoch:
+    """A closed epoch in the history: its raw state until the service has computed its result
+    (`compact`), then only the result (a closed epoch never changes, so the result is final)."""
+
     epoch: int
     closed_at: float
-    fields: dict[str, float]
+    state: State | None = None
+    result: Any = None
+    compacted: bool = False
+
+
+@dataclass
+class Page:
+    """One page of a listing: the sessions, and the name to continue after (None: done)."""
+
+    sessions: list[Snapshot]
+    last: str | None
 
 
 def canonical_layout(layout: dict[str, Any]) -> str:
@@ -85,6 +101,13 @@ class LayoutMismatch(Invalid):
     def __init__(self, name: str, current: str, wanted: str) -> None:
         super().__init__(f"session {name!r} has variables built for {current} by its first "
                          f"batch; this batch implies {wanted}; nothing was applied")
+
+
+class KeyBoundElsewhere(KeyReused):
+    def __init__(self, name: str, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} already answered a different request on "
+                         f"session {name!r} (another route or body); a key names one request. "
+                         "Nothing was applied")
 
 
 class StaleSession(Conflict):
@@ -110,8 +133,9 @@ class Store(Protocol):
         """Apply each batch atomically (all its increments or none), in one round trip.
 
         A batch whose epoch precondition fails gets an `EpochMismatch`; one whose idempotency
-        key was seen within 24 h gets the first answer with `replayed=True`; a missing session
-        gives `SessionNotFound` for every batch.
+        key was seen within the window gets the first answer with `replayed=True` (or
+        `KeyBoundElsewhere` when its fingerprint differs); a missing session gives
+        `SessionNotFound` for every batch.
         """
         ...
 
@@ -119,15 +143,23 @@ class Store(Protocol):
 
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:
-        """Close the current epoch into the history, zero the state, open the next epoch."""
+        """Close the current epoch into the history (with its raw state), zero the state,
+        open the next epoch."""
+        ...
+
+    async def compact(self, name: str, epoch: int, result: bytes) -> None:
+        """Replace a closed epoch's raw state in the history by its result (JSON)."""
         ...
 
     async def history(self, name: str) -> list[ClosedEpoch] | None: ...
 
     async def delete(self, name: str) -> bool: ...
 
-    async def list(self, prefix: str = "") -> list[Snapshot]:
-        """Every live session whose name starts with `prefix`, sorted by name."""
+    async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
+                   max_elements: int | None = None) -> Page:
+        """Live sessions whose name starts with `prefix` and sorts after `after`, by name:
+        at most `limit`, and fewer when their states together exceed `max_elements` (at
+        least one). Costs O(page), whatever else the store holds."""
         ...
 
     async def ping(self) -> None: ...

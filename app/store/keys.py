@@ -20,15 +20,22 @@ def meta(name: str) -> str:
 
 
 def state(name: str) -> str:
+    """String: the sum space, one little-endian float64 per element (see store/state.py)."""
     return f"{_tag(name)}:state"
 
 
+def extremes(name: str) -> str:
+    """String: the extreme space, 9 bytes per element (a set flag, then a float64)."""
+    return f"{_tag(name)}:ext"
+
+
 def history(name: str) -> str:
+    """Hash: closed epoch -> its raw state or, once compacted, its result."""
     return f"{_tag(name)}:history"
 
 
 def idempotency(name: str) -> str:
-    """Hash: idempotency key -> the first answer ("<epoch> <samples>")."""
+    """Hash: idempotency key -> the first answer ("<fingerprint> <epoch> <samples>")."""
     return f"{_tag(name)}:idem"
 
 
@@ -38,6 +45,6 @@ def idempotency_expiry(name: str) -> str:
 
 
 def session_keys(name: str) -> list[str]:
-    """The five keys of a session, in the order every Lua script expects them."""
-    return [meta(name), state(name), history(name), idempotency(name),
+    """The six keys of a session, in the order every Lua script expects them."""
+    return [meta(name), state(name), extremes(name), history(name), idempotency(name),
             idempotency_expiry(name)]

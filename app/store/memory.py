@@ -2,76 +2,87 @@
 
 The default when no Redis is configured, so `make run` works with nothing else installed.
 Each operation runs without awaiting, so on one event loop it is atomic by construction.
-It is one process only: several uvicorn workers would each have their own numbers.
+It is one process only: several uvicorn workers would each have their own numbers (the
+service refuses to start that way).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field
+
+import orjson
 
 from app.errors import TallyError
 from app.store.base import (
+    IDEMPOTENCY_KEYS_PER_SESSION,
     IDEMPOTENCY_TTL_SECONDS,
     Applied,
     Batch,
     ClosedEpoch,
     EpochMismatch,
+    KeyBoundElsewhere,
     LayoutMismatch,
+    Page,
     SessionMeta,
     SessionNotFound,
     Snapshot,
     StaleSession,
     canonical_layout,
 )
+from app.store.state import State
+
+
+@dataclass
+class _Answer:
+    applied: Applied
+    fingerprint: str
+    expires: float  # monotonic time
 
 
 @dataclass
 class _Session:
     meta: SessionMeta
-    state: dict[str, float] = field(default_factory=dict)
+    state: State = field(default_factory=State)
     history: list[ClosedEpoch] = field(default_factory=list)
-    # idempotency key -> (first answer, expiry in monotonic time)
-    answers: dict[str, tuple[Applied, float]] = field(default_factory=dict)
+    answers: OrderedDict[str, _Answer] = field(default_factory=OrderedDict)  # oldest first
     expires_at: float | None = None  # monotonic time
 
 
-def _add(state: dict[str, float], key: str, value: float) -> None:
-    state[key] = state.get(key, 0.0) + value
-
-
-def _apply_increments(state: dict[str, float], batch: Batch) -> None:
-    for key, value in batch.sums.items():
-        _add(state, key, value)
-    for key, value in batch.maxes.items():
-        current = state.get(key)
-        if current is None or value > current or math.isnan(value):
-            state[key] = value
-    for key, value in batch.mins.items():
-        current = state.get(key)
-        if current is None or value < current or math.isnan(value):
-            state[key] = value
+def _apply_increments(state: State, batch: Batch) -> None:
+    state.add(batch.sums)
+    state.extreme(batch.maxes, "max")
+    state.extreme(batch.mins, "min")
 
 
 class MemoryStore:
     def __init__(self, history_limit: int = 1000,
-                 idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS) -> None:
+                 idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS,
+                 idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION) -> None:
         self._sessions: dict[str, _Session] = {}
+        self._names: list[str] = []  # sorted, for listing pages in O(log n + page)
         self._history_limit = history_limit
         self._idempotency_ttl = idempotency_ttl
+        self._idempotency_keys = idempotency_keys
 
     # -- helpers -----------------------------------------------------------------------
     def _live(self, name: str) -> _Session | None:
         session = self._sessions.get(name)
         if session is not None and session.expires_at is not None \
                 and time.monotonic() >= session.expires_at:
-            del self._sessions[name]
+            self._drop(name)
             return None
         return session
+
+    def _drop(self, name: str) -> None:
+        del self._sessions[name]
+        i = bisect_left(self._names, name)
+        if i < len(self._names) and self._names[i] == name:
+            del self._names[i]
 
     def _touch(self, session: _Session) -> None:
         ttl = session.meta.ttl_seconds
@@ -84,6 +95,14 @@ class MemoryStore:
             raise SessionNotFound(name)
         return session
 
+    def _forget_old_answers(self, session: _Session, now: float) -> None:
+        answers = session.answers
+        while answers:
+            oldest = next(iter(answers.values()))
+            if oldest.expires > now and len(answers) <= self._idempotency_keys:
+                break
+            answers.popitem(last=False)
+
     # -- the protocol ------------------------------------------------------------------
     async def create(self, meta: SessionMeta) -> tuple[SessionMeta, bool]:
         existing = self._live(meta.name)
@@ -92,6 +111,7 @@ class MemoryStore:
         session = _Session(meta=copy.deepcopy(meta))
         self._touch(session)
         self._sessions[meta.name] = session
+        self._names.insert(bisect_left(self._names, meta.name), meta.name)
         return copy.deepcopy(meta), True
 
     async def get_meta(self, name: str) -> SessionMeta | None:
@@ -103,37 +123,42 @@ class MemoryStore:
         if session is None:
             return [SessionNotFound(name) for _ in batches]
         now = time.monotonic()
-        session.answers = {k: v for k, v in session.answers.items() if v[1] > now}
         out: list[Applied | TallyError] = []
-        epoch = session.meta.epoch
         for batch in batches:
-            key = batch.idempotency_key
-            if key is not None and key in session.answers:
-                first = session.answers[key][0]
-                out.append(Applied(first.epoch, first.samples, replayed=True))
-            elif batch.session_id is not None and batch.session_id != session.meta.id:
-                out.append(StaleSession(name))
-            elif batch.epoch is not None and batch.epoch != epoch:
-                out.append(EpochMismatch(name, batch.epoch, epoch))
-            elif batch.layout is not None and session.meta.layout is not None \
-                    and batch.layout != (current := canonical_layout(session.meta.layout)):
-                out.append(LayoutMismatch(name, current, batch.layout))
-            else:
-                if batch.layout is not None and session.meta.layout is None:
-                    session.meta.layout = json.loads(batch.layout)
-                _apply_increments(session.state, batch)
-                answer = Applied(epoch, batch.samples)
-                if key is not None:
-                    session.answers[key] = (answer, now + self._idempotency_ttl)
-                out.append(answer)
+            out.append(self._apply_one(session, batch, now))
+            self._forget_old_answers(session, now)
         self._touch(session)
         return out
+
+    def _apply_one(self, session: _Session, batch: Batch, now: float) -> Applied | TallyError:
+        name, meta, key = session.meta.name, session.meta, batch.idempotency_key
+        prior = session.answers.get(key) if key is not None else None
+        if prior is not None and prior.expires > now:
+            if prior.fingerprint != batch.fingerprint:
+                return KeyBoundElsewhere(name, key or "")
+            return Applied(prior.applied.epoch, prior.applied.samples, replayed=True)
+        if batch.session_id is not None and batch.session_id != meta.id:
+            return StaleSession(name)
+        if batch.epoch is not None and batch.epoch != meta.epoch:
+            return EpochMismatch(name, batch.epoch, meta.epoch)
+        if batch.layout is not None and meta.layout is not None \
+                and batch.layout != (current := canonical_layout(meta.layout)):
+            return LayoutMismatch(name, current, batch.layout)
+        if batch.layout is not None and meta.layout is None:
+            meta.layout = json.loads(batch.layout)
+        _apply_increments(session.state, batch)
+        answer = Applied(meta.epoch, batch.samples)
+        if key is not None:
+            session.answers.pop(key, None)
+            session.answers[key] = _Answer(answer, batch.fingerprint,
+                                           now + self._idempotency_ttl)
+        return answer
 
     async def read(self, name: str) -> Snapshot | None:
         session = self._live(name)
         if session is None:
             return None
-        return Snapshot(copy.deepcopy(session.meta), dict(session.state))
+        return Snapshot(copy.deepcopy(session.meta), session.state.copy())
 
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:
@@ -141,32 +166,50 @@ class MemoryStore:
         epoch = session.meta.epoch
         if expected_epoch is not None and expected_epoch != epoch:
             raise EpochMismatch(name, expected_epoch, epoch)
-        closed = ClosedEpoch(epoch, time.time(), session.state)
+        closed = ClosedEpoch(epoch, time.time(), state=session.state)
         session.history.append(closed)
         del session.history[:-self._history_limit]
-        session.state = {}
+        session.state = State()
         session.meta.epoch = epoch + 1
         self._touch(session)
         return copy.deepcopy(closed), copy.deepcopy(session.meta)
+
+    async def compact(self, name: str, epoch: int, result: bytes) -> None:
+        session = self._live(name)
+        for closed in session.history if session is not None else []:
+            if closed.epoch == epoch and not closed.compacted:
+                closed.state, closed.result, closed.compacted = None, orjson.loads(result), True
 
     async def history(self, name: str) -> list[ClosedEpoch] | None:
         session = self._live(name)
         return None if session is None else copy.deepcopy(session.history)
 
     async def delete(self, name: str) -> bool:
-        return self._live(name) is not None and self._sessions.pop(name, None) is not None
+        if self._live(name) is None:
+            return False
+        self._drop(name)
+        return True
 
-    async def list(self, prefix: str = "") -> list[Snapshot]:
-        names = sorted(self._sessions)
-        start = bisect_left(names, prefix)
-        out = []
-        for name in names[start:]:
+    async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
+                   max_elements: int | None = None) -> Page:
+        start = bisect_right(self._names, after) if after is not None and after >= prefix \
+            else bisect_left(self._names, prefix)
+        out: list[Snapshot] = []
+        elements, i = 0, start
+        while i < len(self._names) and len(out) < limit:
+            name = self._names[i]
             if not name.startswith(prefix):
-                break
+                return Page(out, None)
             snapshot = await self.read(name)
-            if snapshot is not None:
-                out.append(snapshot)
-        return out
+            if snapshot is None:  # expired just now; `_live` removed it from `_names`
+                continue
+            elements += snapshot.state.elements
+            if out and max_elements is not None and elements > max_elements:
+                return Page(out, out[-1].meta.name)
+            out.append(snapshot)
+            i += 1
+        more = i < len(self._names) and self._names[i].startswith(prefix)
+        return Page(out, out[-1].meta.name if more and out else None)
 
     async def ping(self) -> None:
         return None

@@ -2,18 +2,24 @@
 
 Every key of a session shares one hash tag (keys.py), so each script touches one slot and is
 atomic, also under Cluster. Scripts live in `lua/`, one file each with a header naming its
-KEYS, ARGV and return value. Every driver error becomes `StoreUnavailable` in `_guard`, the
-one place where that translation happens.
+KEYS, ARGV and return value. A state is two packed strings (store/state.py): an update writes
+only the ranges it touched, a read is one reply that numpy parses without a loop.
+
+Every driver error is translated in `_guard`, the one place where that happens, into what the
+client may conclude: `StoreUnavailable` (503, nothing was applied), `OutcomeUnknown` (504,
+a write was sent but its answer was lost: it may have been applied) or `StoreFull` (507).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -21,23 +27,31 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app.errors import StoreUnavailable, TallyError
+from app.errors import OutcomeUnknown, StoreFull, StoreUnavailable, TallyError
 from app.store import keys
 from app.store.base import (
+    IDEMPOTENCY_KEYS_PER_SESSION,
     IDEMPOTENCY_TTL_SECONDS,
     Applied,
     Batch,
     ClosedEpoch,
     EpochMismatch,
+    KeyBoundElsewhere,
     LayoutMismatch,
+    Page,
     SessionMeta,
     SessionNotFound,
     Snapshot,
     StaleSession,
 )
+from app.store.state import state_from
 
 T = TypeVar("T")
-SCRIPTS = ("create", "apply", "read", "reset", "delete")
+SCRIPTS = ("create", "apply", "read", "reset", "compact", "history", "delete")
+RUN = np.dtype([("kind", "u1"), ("start", "<u4"), ("count", "<u4")])
+KINDS = {"sums": 0, "maxes": 1, "mins": 2}
+LIST_CONCURRENCY = 16  # sessions read at once while listing (the pool must not run dry)
+NOT_READY = ("BUSY", "LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY")
 
 
 def _lua(name: str) -> str:
@@ -52,12 +66,9 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
-def _floats(flat: list[Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in _pairs(flat).items()}
-
-
-def _meta_from(name: str, flat: list[Any]) -> SessionMeta:
-    raw = _pairs(flat)
+def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
+    raw = {_text(k): _text(v) for k, v in flat.items()} if isinstance(flat, dict) \
+        else _pairs(flat)
     return SessionMeta(
         name=name,
         metric=raw["metric"],
@@ -71,57 +82,75 @@ def _meta_from(name: str, flat: list[Any]) -> SessionMeta:
     )
 
 
-def _flat(increments: dict[str, float]) -> list[str]:
-    out: list[str] = []
-    for key, value in increments.items():
-        out += (key, repr(value))
-    return out
+def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
+    """A batch's runs as the apply script reads them: packed headers, packed values."""
+    parts = [(KINDS[kind], getattr(batch, kind)) for kind in KINDS]
+    heads = np.zeros(sum(len(r) for _, r in parts), RUN)
+    at = 0
+    for kind, runs in parts:
+        n = len(runs)
+        heads["kind"][at:at + n], heads["start"][at:at + n] = kind, runs.starts
+        heads["count"][at:at + n] = runs.counts
+        at += n
+    values = np.concatenate([r.values for _, r in parts]).astype("<f8")
+    return heads.tobytes(), values.tobytes(), len(heads)
 
 
-def _encode_batch(batch: Batch) -> dict[str, Any]:
-    encoded: dict[str, Any] = {"n": batch.samples}
-    if batch.sums:
-        encoded["s"] = _flat(batch.sums)
-    if batch.maxes:
-        encoded["x"] = _flat(batch.maxes)
-    if batch.mins:
-        encoded["m"] = _flat(batch.mins)
-    if batch.epoch is not None:
-        encoded["e"] = batch.epoch
-    if batch.idempotency_key is not None:
-        encoded["k"] = batch.idempotency_key
-    if batch.session_id is not None:
-        encoded["i"] = batch.session_id
-    if batch.layout is not None:
-        encoded["l"] = batch.layout
-    return encoded
+def _encode_batches(batches: list[Batch]) -> list[Any]:
+    headers: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for batch in batches:
+        runs, values, count = _encode_runs(batch)
+        header: dict[str, Any] = {"n": batch.samples, "r": count}
+        optional = {"e": batch.epoch, "k": batch.idempotency_key, "i": batch.session_id,
+                    "l": batch.layout, "f": batch.fingerprint or None}
+        header.update({k: v for k, v in optional.items() if v is not None})
+        headers.append(header)
+        blobs += (runs, values)
+    return [orjson.dumps(headers), *blobs]
 
 
 def _decode_answer(name: str, batch: Batch, answer: Any) -> Applied | TallyError:
-    expected = batch.epoch
     kind, _, tail = _text(answer).partition(" ")
     rest = tail.split(" ")
     if kind == "L":
         return LayoutMismatch(name, tail, batch.layout or "")
     if kind == "S":
         return StaleSession(name)
+    if kind == "K":
+        return KeyBoundElsewhere(name, batch.idempotency_key or "")
     if kind == "E":
-        return EpochMismatch(name, expected if expected is not None else -1, int(rest[0]))
+        expected = batch.epoch if batch.epoch is not None else -1
+        return EpochMismatch(name, expected, int(rest[0]))
     return Applied(int(rest[0]), int(rest[1]), replayed=kind == "R")
 
 
-def _closed_from(entry: Any) -> ClosedEpoch:
-    record = orjson.loads(entry)
-    state = record["state"] if isinstance(record["state"], list) else []
-    return ClosedEpoch(int(record["epoch"]), float(record["closed_at"]), _floats(state))
+def _closed_from(epoch: int, entry: bytes) -> ClosedEpoch:
+    """A history entry (see reset.lua): raw state, or its compacted result."""
+    head, _, body = entry.partition(b"\n")
+    closed_at = float(head[1:])
+    if head[:1] == b"R":
+        return ClosedEpoch(epoch, closed_at, result=orjson.loads(body), compacted=True)
+    size = int.from_bytes(body[:4], "little")
+    return ClosedEpoch(epoch, closed_at, state=state_from(body[4:4 + size], body[4 + size:]))
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Connection errors raised before a command left this process (connect failed, pool
+    exhausted): the store cannot have applied anything."""
+    text = str(exc)
+    return isinstance(exc, rexc.MaxConnectionsError) or "connecting to" in text \
+        or "Connection refused" in text
 
 
 class RedisStore:
     def __init__(self, client: Any, history_limit: int = 1000,
-                 idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS) -> None:
+                 idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS,
+                 idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION) -> None:
         self._client = client
         self._history_limit = history_limit
         self._idempotency_ms = int(idempotency_ttl * 1000)
+        self._idempotency_keys = idempotency_keys
         self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
 
     @classmethod
@@ -142,25 +171,43 @@ class RedisStore:
         return cls(client, **kwargs)
 
     @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
+    async def _guard(self, writes: bool = False) -> AsyncIterator[None]:
+        """Translate driver errors. `writes`: the command may change state, so a lost answer
+        means the outcome is unknown (504), not that nothing happened (503)."""
         try:
             yield
+        except rexc.OutOfMemoryError as exc:
+            raise StoreFull(f"the store is out of memory; nothing was applied: {exc}") from exc
+        except rexc.AskError as exc:  # MOVED / ASK: a cluster node used as a plain Redis
+            raise StoreUnavailable(
+                "the Redis server is a Redis Cluster node but TALLY_REDIS_CLUSTER is not "
+                f"true; nothing was applied ({exc})") from exc
         except rexc.ResponseError as exc:
-            if "BUSY" in str(exc) or "LOADING" in str(exc) or "CLUSTERDOWN" in str(exc):
+            text = str(exc)
+            if text.startswith("OOM") or "OOM command not allowed" in text:
+                raise StoreFull(f"the store is out of memory; nothing was applied: {exc}")\
+                    from exc
+            if text.split(" ")[0] in NOT_READY or isinstance(exc, rexc.ClusterError):
                 raise StoreUnavailable(f"Redis is not ready: {exc}") from exc
-            raise
-        except (rexc.RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"the store refused the request; nothing was applied: "
+                                   f"{exc}") from exc
+        except (rexc.RedisError, rexc.RedisClusterException, OSError, TimeoutError) as exc:
+            if writes and not _never_sent(exc):
+                raise OutcomeUnknown(
+                    f"the store did not answer in time ({type(exc).__name__}: {exc}); the "
+                    "request may or may not have been applied: retry with the same "
+                    "Idempotency-Key") from exc
             raise StoreUnavailable(f"the store is unreachable: {type(exc).__name__}: {exc}")\
                 from exc
 
     async def _run(self, script: str, name: str, args: list[Any] | None = None,
-                   key_list: list[str] | None = None) -> Any:
-        async with self._guard():
+                   key_list: list[str] | None = None, writes: bool = False) -> Any:
+        async with self._guard(writes):
             return await self._scripts[script](keys=key_list or keys.session_keys(name),
                                                args=args or [])
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
-        async with self._guard():
+    async def _call(self, awaitable: Awaitable[T], writes: bool = False) -> T:
+        async with self._guard(writes):
             return await awaitable
 
     # -- the protocol ------------------------------------------------------------------
@@ -169,65 +216,101 @@ class RedisStore:
             meta.metric, orjson.dumps(meta.args), orjson.dumps(meta.config),
             repr(meta.created_at), "" if meta.ttl_seconds is None else str(meta.ttl_seconds),
             meta.id,
-        ])
+        ], writes=True)
         if existing:
             return _meta_from(meta.name, existing), False
-        await self._call(self._client.zadd(keys.INDEX, {meta.name: 0}))
+        await self._call(self._client.zadd(keys.INDEX, {meta.name: 0}), writes=True)
         return meta, True
 
     async def get_meta(self, name: str) -> SessionMeta | None:
         flat = await self._call(self._client.hgetall(keys.meta(name)))
-        if not flat:
-            return None
-        return _meta_from(name, [x for kv in flat.items() for x in kv])
+        return _meta_from(name, flat) if flat else None
 
     async def apply(self, name: str, batches: list[Batch]) -> list[Applied | TallyError]:
-        payload = orjson.dumps([_encode_batch(b) for b in batches])
-        answers = await self._run("apply", name, [payload, self._idempotency_ms])
+        args = [self._idempotency_ms, self._idempotency_keys, *_encode_batches(batches)]
+        answers = await self._run("apply", name, args, writes=True)
         if answers and _text(answers[0]) == "missing":
             return [SessionNotFound(name) for _ in batches]
         return [_decode_answer(name, b, a) for b, a in zip(batches, answers, strict=True)]
 
     async def read(self, name: str) -> Snapshot | None:
-        found = await self._run("read", name, key_list=[keys.meta(name), keys.state(name)])
+        found = await self._run("read", name, key_list=[
+            keys.meta(name), keys.state(name), keys.extremes(name)])
         if not found:
             return None
-        return Snapshot(_meta_from(name, found[0]), _floats(found[1]))
+        return Snapshot(_meta_from(name, found[0]), state_from(found[1], found[2]))
 
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:
         out = await self._run("reset", name, [
             "" if expected_epoch is None else str(expected_epoch), self._history_limit,
-        ])
+        ], writes=True)
         kind = _text(out[0])
         if kind == "missing":
             raise SessionNotFound(name)
         if kind == "E":
             raise EpochMismatch(name, expected_epoch or 0, int(out[1]))
-        return ClosedEpoch(int(out[1]), float(out[2]), _floats(out[3])), _meta_from(name, out[4])
+        closed = ClosedEpoch(int(out[1]), float(out[2]), state=state_from(out[3], out[4]))
+        return closed, _meta_from(name, out[5])
+
+    async def compact(self, name: str, epoch: int, result: bytes) -> None:
+        await self._run("compact", name, [epoch, result], key_list=[keys.history(name)],
+                        writes=True)
 
     async def history(self, name: str) -> list[ClosedEpoch] | None:
-        if await self.get_meta(name) is None:
+        found = await self._run("history", name, key_list=[keys.meta(name),
+                                                           keys.history(name)])
+        if not found:
             return None
-        entries = await self._call(self._client.lrange(keys.history(name), 0, -1))
-        return [_closed_from(e) for e in entries]
+        flat = found[0]
+        entries = [(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+        return [_closed_from(epoch, entry) for epoch, entry in sorted(entries)]
 
     async def delete(self, name: str) -> bool:
-        existed = await self._run("delete", name)
-        await self._call(self._client.zrem(keys.INDEX, name))
+        existed = await self._run("delete", name, writes=True)
+        await self._call(self._client.zrem(keys.INDEX, name), writes=True)
         return bool(existed)
 
-    async def list(self, prefix: str = "") -> list[Snapshot]:
-        low = "[" + prefix if prefix else "-"
+    async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
+                   max_elements: int | None = None) -> Page:
+        low = "(" + after if after is not None and after >= prefix else "[" + prefix
         high = "[" + prefix + "\U0010ffff" if prefix else "+"
         names = [_text(n) for n in await self._call(
-            self._client.zrangebylex(keys.INDEX, low, high))]
-        snapshots = await asyncio.gather(*(self.read(name) for name in names))
-        out = [s for s in snapshots if s is not None]
+            self._client.zrangebylex(keys.INDEX, low, high, start=0, num=limit + 1))]
+        more = len(names) > limit
+        names = names[:limit]
+        if max_elements is not None:
+            names = await self._within_budget(names, max_elements)
+            more = more or len(names) < limit
+        gate = asyncio.Semaphore(LIST_CONCURRENCY)
+
+        async def read(name: str) -> Snapshot | None:
+            async with gate:
+                return await self.read(name)
+
+        snapshots = await asyncio.gather(*(read(name) for name in names))
         gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
         if gone:
-            await self._call(self._client.zrem(keys.INDEX, *gone))
-        return out
+            await self._call(self._client.zrem(keys.INDEX, *gone), writes=True)
+        found = [s for s in snapshots if s is not None]
+        return Page(found, names[-1] if more and names else None)
+
+    async def _within_budget(self, names: builtins.list[str], max_elements: int
+                             ) -> builtins.list[str]:
+        """The longest leading run of `names` whose stored states together stay within
+        `max_elements` (at least one name), from the strings' lengths: one cheap pipeline."""
+        async with self._guard():
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.strlen(keys.state(name))
+                pipe.strlen(keys.extremes(name))
+            sizes = await pipe.execute()
+        total = 0
+        for i in range(len(names)):
+            total += int(sizes[2 * i]) // 8 + int(sizes[2 * i + 1]) // 9
+            if i and total > max_elements:
+                return names[:i]
+        return names
 
     async def ping(self) -> None:
         await self._call(self._client.ping())

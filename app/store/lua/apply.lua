@@ -1,58 +1,111 @@
 -- apply: add one or more batches' increments to a session's state, atomically per batch.
--- KEYS: meta, state, history, idem, idemx (the session's keys, see keys.py)
--- ARGV[1]: JSON list of batches, each {"s": [field, delta, ...] (sums), "x": [...] (max),
---          "m": [...] (min), "n": samples, "e": expected epoch, "k": idempotency key,
---          "i": session id the batch was computed for, "l": the layout (canonical JSON) a
---          lazily shaped metric was built with; the last four optional}.
---          Deltas are strings: Lua numbers would lose digits.
--- ARGV[2]: idempotency window in ms.
+-- KEYS: meta, state, ext, history, idem, idemx (the session's keys, see keys.py)
+-- ARGV[1]: idempotency window in ms; ARGV[2]: idempotency keys kept per session;
+-- ARGV[3]: JSON list of batch headers {"n": samples, "e": expected epoch, "k": idempotency
+--          key, "f": the request fingerprint the key is bound to, "i": session id the batch
+--          was computed for, "l": the layout (canonical JSON) a lazily shaped metric was
+--          built with, "r": number of runs}; all but "n" and "r" optional.
+-- ARGV[4 + 2j], ARGV[5 + 2j] (batch j, from 0): its runs, packed '<BI4I4' each (kind 0 sum,
+--          1 max, 2 min; start index; count), and their values, packed little-endian doubles.
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
---          of a key's first answer, "E <epoch>" epoch precondition failed, "S" the session
---          was re-created since the batch was computed, "L <layout>" the session's variables
---          were built for another layout; or {"missing"}.
-local meta, state, idem, idemx = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
+--          of a key's first answer, "K" key bound to another request, "E <epoch>" epoch
+--          precondition failed, "S" the session was re-created since the batch was computed,
+--          "L <layout>" the session's variables were built for another layout; or {"missing"}.
+-- State layout (store/state.py): sums are float64 at 8*i of `state`; extremes are a set flag
+-- and a float64 at 9*i of `ext`. Missing bytes read as zero (sum 0, extreme unset).
+local meta, state, ext, idem, idemx = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]
 if redis.call('EXISTS', meta) == 0 then
   return {'missing'}
 end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 -- Forget idempotency keys older than the window (a bounded amount per call).
-local expired = redis.call('ZRANGEBYSCORE', idemx, '-inf', now_ms, 'LIMIT', 0, 256)
-if #expired > 0 then
-  redis.call('HDEL', idem, unpack(expired))
-  redis.call('ZREM', idemx, unpack(expired))
-end
-
--- HINCRBYFLOAT refuses NaN/inf; such values poison the state as they would in Keras.
-local function add(field, delta)
-  local ok = redis.pcall('HINCRBYFLOAT', state, field, delta)
-  if type(ok) == 'table' and ok.err then
-    local current = tonumber(redis.call('HGET', state, field) or '0')
-    redis.call('HSET', state, field, tostring(current + tonumber(delta)))
+local function forget(list)
+  if #list > 0 then
+    redis.call('HDEL', idem, unpack(list))
+    redis.call('ZREM', idemx, unpack(list))
   end
 end
+forget(redis.call('ZRANGEBYSCORE', idemx, '-inf', now_ms, 'LIMIT', 0, 256))
 
-local function extreme(pairs_, better)
-  for j = 1, #pairs_, 2 do
-    local current = redis.call('HGET', state, pairs_[j])
-    if (not current) or better(tonumber(pairs_[j + 1]), tonumber(current)) then
-      redis.call('HSET', state, pairs_[j], pairs_[j + 1])
+local CHUNK = 128  -- doubles per struct call (Lua's stack bounds how many one call returns)
+
+-- n doubles of `s` from byte `pos` (1-based); those past the end of `s` read as 0.
+local function doubles(s, pos, n)
+  local out = {}
+  local avail = math.max(0, math.min(n, math.floor((#s - pos + 1) / 8)))
+  local i = 0
+  while i < avail do
+    local m = math.min(CHUNK, avail - i)
+    local got = {struct.unpack('<' .. string.rep('d', m), s, pos + i * 8)}
+    for j = 1, m do out[i + j] = got[j] end
+    i = i + m
+  end
+  for j = avail + 1, n do out[j] = 0 end
+  return out
+end
+
+local function pack_doubles(list)
+  local parts, i, n = {}, 0, #list
+  while i < n do
+    local m = math.min(CHUNK, n - i)
+    parts[#parts + 1] = struct.pack('<' .. string.rep('d', m), unpack(list, i + 1, i + m))
+    i = i + m
+  end
+  return table.concat(parts)
+end
+
+-- Sums: one GETRANGE and one SETRANGE per run; NaN/inf poison the state as they do in Keras.
+local function add_run(start, count, values, vpos)
+  local old = redis.call('GETRANGE', state, start * 8, (start + count) * 8 - 1)
+  local current = doubles(old, 1, count)
+  local delta = doubles(values, vpos, count)
+  for i = 1, count do current[i] = current[i] + delta[i] end
+  redis.call('SETRANGE', state, start * 8, pack_doubles(current))
+end
+
+-- Extremes: keep the larger (max) or smaller (min); an unset element takes the new value,
+-- and NaN wins as in the memory store.
+local function extreme_run(start, count, values, vpos, is_max)
+  local old = redis.call('GETRANGE', ext, start * 9, (start + count) * 9 - 1)
+  local new = doubles(values, vpos, count)
+  local parts = {}
+  for i = 1, count do
+    local v, off = new[i], (i - 1) * 9 + 1
+    if #old >= off + 8 and string.byte(old, off) == 1 then
+      local cur = struct.unpack('<d', old, off + 1)
+      local better = (is_max and v > cur) or ((not is_max) and v < cur) or v ~= v
+      if not better then v = cur end
     end
+    parts[i] = '\1' .. struct.pack('<d', v)
+  end
+  redis.call('SETRANGE', ext, start * 9, table.concat(parts))
+end
+
+local function apply_runs(runs, values, count)
+  local pos, vpos = 1, 1
+  for _ = 1, count do
+    local kind, start, n
+    kind, start, n, pos = struct.unpack('<BI4I4', runs, pos)
+    if kind == 0 then add_run(start, n, values, vpos)
+    else extreme_run(start, n, values, vpos, kind == 1) end
+    vpos = vpos + n * 8
   end
 end
 
 local epoch = tonumber(redis.call('HGET', meta, 'epoch'))
 local id = redis.call('HGET', meta, 'id')
 local layout = redis.call('HGET', meta, 'layout')
-local batches = cjson.decode(ARGV[1])
-local window = tonumber(ARGV[2])
+local batches = cjson.decode(ARGV[3])
 local out = {}
 for i, b in ipairs(batches) do
   local prior = false
   if b.k then prior = redis.call('HGET', idem, b.k) end
   if prior then
-    out[i] = 'R ' .. prior
+    local fp, answer = string.match(prior, '^(%S*) (.*)$')
+    if fp == (b.f or '') then out[i] = 'R ' .. answer else out[i] = 'K' end
   elseif b.i and b.i ~= id then
     out[i] = 'S'
   elseif b.e and b.e ~= epoch then
@@ -64,14 +117,13 @@ for i, b in ipairs(batches) do
       layout = b.l
       redis.call('HSET', meta, 'layout', layout)
     end
-    local s = b.s or {}
-    for j = 1, #s, 2 do add(s[j], s[j + 1]) end
-    extreme(b.x or {}, function(new, old) return new > old or new ~= new end)
-    extreme(b.m or {}, function(new, old) return new < old or new ~= new end)
+    apply_runs(ARGV[4 + 2 * (i - 1)], ARGV[5 + 2 * (i - 1)], b.r)
     local answer = epoch .. ' ' .. b.n
     if b.k then
-      redis.call('HSET', idem, b.k, answer)
+      redis.call('HSET', idem, b.k, (b.f or '') .. ' ' .. answer)
       redis.call('ZADD', idemx, now_ms + window, b.k)
+      local excess = math.min(256, redis.call('ZCARD', idemx) - keep)
+      if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
     end
     out[i] = 'A ' .. answer
   end

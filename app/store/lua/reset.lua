@@ -1,10 +1,13 @@
 -- reset: close the current epoch into the history, clear the state, open the next epoch.
--- KEYS: meta, state, history, idem, idemx (the session's keys, see keys.py)
--- ARGV: expected epoch ('' = any), history limit (entries kept)
--- Returns: {"missing"}; {"E", current epoch}; or {"OK", closed epoch, closed_at, state, meta}
--- where closed_at is "<unix s>.<us>", state the closed epoch's flat HGETALL and meta the
--- session's flat HGETALL after the reset.
-local meta, state, history = KEYS[1], KEYS[2], KEYS[3]
+-- KEYS: meta, state, ext, history, idem, idemx (the session's keys, see keys.py)
+-- ARGV: expected epoch ('' = any), history limit (closed epochs kept)
+-- Returns: {"missing"}; {"E", current epoch}; or {"OK", closed epoch, closed_at, sums,
+-- extremes, meta} where closed_at is "<unix s>.<us>", sums and extremes the closed epoch's
+-- packed state and meta the session's flat HGETALL after the reset.
+-- History: field <epoch> of the history hash holds "S<closed_at>\n<u32 len(sums)><sums><ext>"
+-- (raw) until the service replaces it by "R<closed_at>\n<result JSON>" (compact.lua). Epochs
+-- are consecutive, so the oldest kept is meta's `hfirst` and trimming is one HDEL per reset.
+local meta, state, ext, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', meta) == 0 then
   return {'missing'}
 end
@@ -12,15 +15,23 @@ local epoch = tonumber(redis.call('HGET', meta, 'epoch'))
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= epoch then
   return {'E', tostring(epoch)}
 end
-local fields = redis.call('HGETALL', state)
+local sums = redis.call('GET', state) or ''
+local extremes = redis.call('GET', ext) or ''
 local t = redis.call('TIME')
 local closed_at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-redis.call('RPUSH', history, cjson.encode({epoch = epoch, closed_at = closed_at, state = fields}))
-redis.call('LTRIM', history, -tonumber(ARGV[2]), -1)
-redis.call('DEL', state)
+redis.call('HSET', history, epoch,
+           'S' .. closed_at .. '\n' .. struct.pack('<I4', #sums) .. sums .. extremes)
+local first = tonumber(redis.call('HGET', meta, 'hfirst') or '0')
+local keep_from = epoch - tonumber(ARGV[2]) + 1
+while first < keep_from do
+  redis.call('HDEL', history, first)
+  first = first + 1
+end
+redis.call('HSET', meta, 'hfirst', first)
+redis.call('DEL', state, ext)
 redis.call('HINCRBY', meta, 'epoch', 1)
 local ttl = redis.call('HGET', meta, 'ttl')
 if ttl and ttl ~= '' then
   for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, tonumber(ttl)) end
 end
-return {'OK', tostring(epoch), closed_at, fields, redis.call('HGETALL', meta)}
+return {'OK', tostring(epoch), closed_at, sums, extremes, redis.call('HGETALL', meta)}
