@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_idempotency_keys: int = Field(100_000, gt=0)
     metric_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
     worker_threads: int = Field(2, ge=1, le=64)
+    redis_replica_acks: int = Field(0, ge=0, le=16)
+    redis_replica_timeout_seconds: float = Field(1.0, gt=0)
 
     def plugin_modules(self) -> list[str]:
         return [m.strip() for m in self.plugins.split(",") if m.strip()]

@@ -43,6 +43,13 @@ class LiveServer:
             time.sleep(0.1)
         raise RuntimeError("uvicorn did not become ready")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no graceful shutdown."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

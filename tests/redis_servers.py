@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -76,16 +77,27 @@ class RedisProcess:
             self.process.wait(timeout=10)
             self.process = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its socket (connects succeed) but answers nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
 
 
 class RedisClusterProcesses:
-    """Three masters, no replicas: the smallest real Redis Cluster."""
+    """Three masters (and optionally a replica each): the smallest real Redis Cluster."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> None:
+        self.replicas = replicas
         self.nodes = [RedisProcess(None, "--cluster-enabled", "yes",
-                                   "--cluster-node-timeout", "2000") for _ in range(size)]
+                                   "--cluster-node-timeout", str(node_timeout_ms))
+                      for _ in range(size * (1 + replicas))]
 
     @property
     def url(self) -> str:
@@ -97,16 +109,39 @@ class RedisClusterProcesses:
         subprocess.run(
             ["redis-cli", "--cluster", "create",
              *[f"127.0.0.1:{n.port}" for n in self.nodes],
-             "--cluster-replicas", "0", "--cluster-yes"],
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            states = [n.client().cluster("info").get("cluster_state") for n in self.nodes]
-            if all(state in ("ok", b"ok") for state in states):
+            if self.healthy(self.nodes) and self.replicas_linked():
                 return self
             time.sleep(0.1)
         raise RuntimeError("redis cluster did not become ready")
+
+    @staticmethod
+    def healthy(nodes: list[RedisProcess]) -> bool:
+        try:
+            states = [n.client().cluster("info").get("cluster_state") for n in nodes]
+        except redis.RedisError:
+            return False
+        return all(state in ("ok", b"ok") for state in states)
+
+    def replicas_linked(self) -> bool:
+        roles = [n.client().info("replication") for n in self.nodes]
+        linked = [r for r in roles if r.get("role") == "slave"
+                  and r.get("master_link_status") == "up"]
+        return len(linked) == len(self.nodes) * self.replicas // (1 + self.replicas)
+
+    def master_of(self, key: str) -> RedisProcess:
+        """The node that serves `key`'s slot as master (asked of a live node)."""
+        live = next(n for n in self.nodes if n.process is not None)
+        slot = live.client().cluster("keyslot", key)
+        for entry in live.client().execute_command("CLUSTER", "SLOTS"):
+            start, end, master = entry[0], entry[1], entry[2]
+            if start <= slot <= end:
+                return next(n for n in self.nodes if n.port == int(master[1]))
+        raise RuntimeError(f"no master serves slot {slot}")
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -26,7 +26,9 @@ def make_store(settings: Settings) -> Store:
             settings.redis_url, cluster=settings.redis_cluster,
             timeout=settings.redis_timeout_seconds, history_limit=settings.history_limit,
             idempotency_ttl=settings.idempotency_ttl_seconds,
-            idempotency_keys=settings.max_idempotency_keys)
+            idempotency_keys=settings.max_idempotency_keys,
+            replica_acks=settings.redis_replica_acks,
+            replica_timeout=settings.redis_replica_timeout_seconds)
     return MemoryStore(history_limit=settings.history_limit,
                        idempotency_ttl=settings.idempotency_ttl_seconds,
                        idempotency_keys=settings.max_idempotency_keys)

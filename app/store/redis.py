@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -139,15 +140,19 @@ def _never_sent(exc: BaseException) -> bool:
     """Connection errors raised before a command left this process (connect failed, pool
     exhausted): the store cannot have applied anything."""
     text = str(exc)
-    return isinstance(exc, rexc.MaxConnectionsError) or "connecting to" in text \
-        or "Connection refused" in text
+    return isinstance(exc, rexc.MaxConnectionsError | rexc.RedisClusterException) \
+        or "connecting to" in text or "Connection refused" in text
 
 
 class RedisStore:
     def __init__(self, client: Any, history_limit: int = 1000,
                  idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS,
-                 idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION) -> None:
+                 idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION,
+                 replica_acks: int = 0, replica_timeout: float = 1.0) -> None:
         self._client = client
+        self._replica_acks = replica_acks
+        self._replica_timeout_ms = int(replica_timeout * 1000)
+        self._sources = {name: _lua(name) for name in SCRIPTS}
         self._history_limit = history_limit
         self._idempotency_ms = int(idempotency_ttl * 1000)
         self._idempotency_keys = idempotency_keys
@@ -163,6 +168,8 @@ class RedisStore:
             "socket_connect_timeout": timeout,
             "retry": Retry(NoBackoff(), 0),
         }
+        if "replica_timeout" in kwargs:  # WAIT must give up before the socket does
+            kwargs["replica_timeout"] = min(kwargs["replica_timeout"], timeout / 2)
         client: Any
         if cluster:
             client = RedisCluster.from_url(url, **options)
@@ -202,9 +209,44 @@ class RedisStore:
 
     async def _run(self, script: str, name: str, args: list[Any] | None = None,
                    key_list: list[str] | None = None, writes: bool = False) -> Any:
+        key_list = key_list or keys.session_keys(name)
         async with self._guard(writes):
-            return await self._scripts[script](keys=key_list or keys.session_keys(name),
-                                               args=args or [])
+            if writes and self._replica_acks:
+                return await self._run_replicated(script, key_list, args or [])
+            return await self._scripts[script](keys=key_list, args=args or [])
+
+    async def _run_replicated(self, script: str, key_list: list[str], args: list[Any]) -> Any:
+        """The script, then WAIT on the same connection until `replica_acks` replicas have it:
+        Redis replicates asynchronously, so an answer given before a replica holds the write
+        could be lost by a failover. Unconfirmed in time: 504, and a retry with the same
+        Idempotency-Key is answered from whichever node then holds the session."""
+        cluster = isinstance(self._client, RedisCluster)
+        route: dict[str, Any] = {}
+        if cluster:
+            await self._client.initialize()
+            route["target_nodes"] = self._client.get_node_from_key(key_list[0])
+        pipe = self._client.pipeline(transaction=False)
+        # EVAL, not EVALSHA: a freshly promoted replica may not have the script cached.
+        pipe.execute_command("EVAL", self._sources[script], len(key_list), *key_list, *args,
+                             **route)
+        pipe.execute_command("WAIT", self._replica_acks, self._replica_timeout_ms, **route)
+        try:
+            answer, acks = await pipe.execute()
+        except (rexc.RedisError, OSError) as exc:
+            if cluster:  # the slot may have moved (failover): ask the cluster before the retry
+                await self._refresh_topology(route["target_nodes"].name)
+            raise exc
+        if int(acks) < self._replica_acks:
+            raise OutcomeUnknown(
+                f"the write reached the primary but {acks} of the {self._replica_acks} "
+                "replicas required (TALLY_REDIS_REPLICA_ACKS) confirmed it in time; retry "
+                "with the same Idempotency-Key")
+        return answer
+
+    async def _refresh_topology(self, failed_node: str) -> None:
+        # Still failing over? Then the next request asks again.
+        with contextlib.suppress(rexc.RedisError, rexc.RedisClusterException, OSError):
+            await self._client.nodes_manager.initialize(last_failed_node_name=failed_node)
 
     async def _call(self, awaitable: Awaitable[T], writes: bool = False) -> T:
         async with self._guard(writes):
@@ -313,7 +355,21 @@ class RedisStore:
         return names
 
     async def ping(self) -> None:
+        """Answers, and can take writes: a Redis at its `maxmemory` that does not evict
+        refuses every update, so it is not ready (507)."""
         await self._call(self._client.ping())
+        if isinstance(self._client, RedisCluster):
+            info = await self._call(self._client.info(
+                "memory", target_nodes=RedisCluster.PRIMARIES))
+            nodes = list(info.values()) if info and isinstance(
+                next(iter(info.values())), dict) else [info]
+        else:
+            nodes = [await self._call(self._client.info("memory"))]
+        for node in nodes:
+            limit, used = int(node.get("maxmemory", 0)), int(node.get("used_memory", 0))
+            if limit and used >= limit and node.get("maxmemory_policy") == "noeviction":
+                raise StoreFull(f"the store is out of memory ({used} of {limit} bytes used, "
+                                "maxmemory-policy noeviction): updates are refused")
 
     async def close(self) -> None:
         await self._client.aclose()
