@@ -322,8 +322,9 @@ class RedisStore:
         more = len(names) > limit
         names = names[:limit]
         if max_elements is not None:
-            names = await self._within_budget(names, max_elements)
-            more = more or len(names) < limit
+            kept = await self._within_budget(names, max_elements)
+            more = more or len(kept) < len(names)
+            names = kept
         gate = asyncio.Semaphore(LIST_CONCURRENCY)
 
         async def read(name: str) -> Snapshot | None:
