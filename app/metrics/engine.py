@@ -294,6 +294,8 @@ def to_json(value: Any) -> Any:
     if array.ndim == 0:
         number = float(array)
         return number if np.isfinite(number) else None
+    if np.isfinite(array).all():
+        return array.tolist()  # in C: a 4M-element state in ~0.1 s, not seconds
     return [to_json(x) for x in array] if array.ndim > 1 else [
         float(x) if np.isfinite(x) else None for x in array.tolist()
     ]
