@@ -16,6 +16,7 @@ keras.metrics.AUC on the same predictions, for comparison]}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 
@@ -23,7 +24,6 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
 from tally_client import NotFound, RemoteMetric, TallyClient  # noqa: E402
 from tally_client.keras import TallyCallback  # noqa: E402
 
@@ -59,11 +59,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
 
-    with TallyClient(args.url) as client:  # start from an empty session
-        try:
-            client.delete(args.session)
-        except NotFound:
-            pass
+    # start from an empty session
+    with TallyClient(args.url) as client, contextlib.suppress(NotFound):
+        client.delete(args.session)
 
     x, y = make_data()
     x_train, y_train, x_val, y_val = x[:1000], y[:1000], x[1000:], y[1000:]

@@ -14,11 +14,11 @@ Prints one JSON line: {"session", "workers", "samples", "result"}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 
 import numpy as np
-
 from tally_client import NotFound, RemoteMetric, TallyClient
 
 METRIC, CONFIG = "AUC", {"num_thresholds": 200}
@@ -54,11 +54,9 @@ def main() -> None:
                         help="send updates from a background thread in each worker")
     args = parser.parse_args()
 
-    with TallyClient(args.url) as client:  # start from an empty session
-        try:
-            client.delete(args.session)
-        except NotFound:
-            pass
+    # start from an empty session
+    with TallyClient(args.url) as client, contextlib.suppress(NotFound):
+        client.delete(args.session)
 
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=worker, args=(args.url, args.session, i, args.workers,
