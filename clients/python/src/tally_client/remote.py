@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,7 +244,7 @@ class RemoteMetric:
         return list(self.client.history(self.name)["epochs"])
 
     # -- background --
-    def _do(self, what: str, send: Any) -> None:
+    def _do(self, what: str, send: Callable[[], object]) -> None:
         if self.sender is None:
             send()
         else:
@@ -278,6 +278,3 @@ class RemoteMetric:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-
-def flush_all(metrics: Iterable[RemoteMetric], timeout: float | None = None) -> bool:
-    return all([m.flush(timeout) for m in metrics])
