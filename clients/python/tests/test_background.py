@@ -150,6 +150,18 @@ def test_bad_arguments_in_background_are_reported_not_raised():
     metric.close()
 
 
+def test_inputs_that_do_not_convert_are_reported_not_raised():
+    service = FakeSum()
+    errors: list[BaseException] = []
+    metric = background_metric(service, on_error=lambda e, what: errors.append(e))
+    metric.update_state([[1.0, 2.0], [3.0]])  # ragged: numpy refuses it
+    metric.update_state(1.0, 1.0, 1.0, 1.0)  # too many inputs for any metric
+    assert metric.flush(timeout=WAIT)
+    assert [type(e) for e in errors] == [ValueError, TypeError]
+    assert metric.failed == 2 and service.updates == []
+    metric.close()
+
+
 def test_close_flushes_and_a_closed_metric_drops_with_a_report():
     service = FakeSum()
     errors: list[BaseException] = []

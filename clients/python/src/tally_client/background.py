@@ -69,6 +69,12 @@ class BackgroundSender:
                          what)
         return accepted
 
+    def reject(self, what: str, error: BaseException) -> None:
+        """Count and report work that failed before it could be queued (e.g. its inputs)."""
+        with self._cond:
+            self.failed += 1
+        self._report(error, what)
+
     def _wait_for_room(self) -> bool:
         deadline = time.monotonic() + self.block_seconds
         while len(self._items) >= self.capacity:
@@ -107,14 +113,18 @@ class BackgroundSender:
                     return
                 what, work = self._items.popleft()
                 self._cond.notify_all()  # room for a waiting submitter
+            error: Exception | None = None
             try:
                 work()
-                self.sent += 1
             except Exception as exc:  # noqa: BLE001 - every failure goes to on_error
-                self.failed += 1
+                error = exc
                 self._report(exc, what)
             finally:
                 with self._cond:
+                    if error is None:
+                        self.sent += 1
+                    else:
+                        self.failed += 1
                     self._unfinished -= 1
                     self._cond.notify_all()
 

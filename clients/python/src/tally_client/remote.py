@@ -91,6 +91,18 @@ def _variables_of(source: Any) -> dict[str, Any]:
             for v in variables}
 
 
+def _copied_inputs(args: tuple[Any, ...], named: Mapping[str, Any], sample_weight: Any,
+                   ) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray], np.ndarray | None]:
+    """The inputs as numpy arrays of their own: the caller may reuse its buffers (or tensors)
+    while the batch waits in the background queue."""
+    if len(args) + len(named) > 3:
+        raise TypeError(f"update_state takes at most 3 inputs; got {len(args) + len(named)}")
+    arrays = tuple(np.array(as_array(a)) for a in args)
+    named_arrays = {k: np.array(as_array(v)) for k, v in named.items()}
+    weight = None if sample_weight is None else np.array(as_array(sample_weight))
+    return arrays, named_arrays, weight
+
+
 def _short_name(variable: Any) -> str:
     """A Keras variable's name without its metric's path (`auc/true_positives`)."""
     return str(getattr(variable, "name", "")).rsplit("/", 1)[-1]
@@ -160,19 +172,23 @@ class RemoteMetric:
     # -- Keras metric API --
     def update_state(self, *args: Any, sample_weight: Any = None, **named: Any) -> None:
         """`update_state(y_true, y_pred, sample_weight=None)`, or `(values, sample_weight=None)`
-        for Mean/Sum-style metrics. Inputs are anything `np.asarray` converts."""
-        if len(args) + len(named) > 3:
-            raise TypeError(f"update_state takes at most 3 inputs; got {len(args) + len(named)}")
-        arrays = tuple(np.array(as_array(a)) for a in args)  # copies: the caller may reuse
-        named_arrays = {k: np.array(as_array(v)) for k, v in named.items()}
-        weight = None if sample_weight is None else np.array(as_array(sample_weight))
+        for Mean/Sum-style metrics. Inputs are anything `np.asarray` converts. In background
+        mode even inputs that do not convert are reported to `on_error`, not raised."""
+        what = f"update of {self.name}"
+        try:
+            arrays, named_arrays, weight = _copied_inputs(args, named, sample_weight)
+        except (TypeError, ValueError) as exc:
+            if self.sender is None:
+                raise
+            self.sender.reject(what, exc)
+            return
         key = new_idempotency_key()
 
         def send() -> None:
             fields = self._fields(arrays, named_arrays, weight)
             self.epoch = self.client.update(self.name, idempotency_key=key, **fields)["epoch"]
 
-        self._do(f"update of {self.name}", send)
+        self._do(what, send)
 
     def _fields(self, args: tuple[Any, ...], named: dict[str, Any],
                 sample_weight: Any) -> dict[str, Any]:
