@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLES := $(VENV)/.examples-installed
+CLIENT := $(VENV)/.client-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
@@ -23,6 +24,12 @@ $(EXAMPLES): $(STAMP) examples/plugins/pyproject.toml
 	$(BIN)/pip install --quiet -e examples/plugins
 	touch $(EXAMPLES)
 
+# The Python client (clients/python, distribution tally-client) is installed for its tests and
+# examples; its own pyproject.toml holds its pytest, ruff and mypy settings.
+$(CLIENT): $(STAMP) clients/python/pyproject.toml
+	$(BIN)/pip install --quiet -e clients/python
+	touch $(CLIENT)
+
 run: $(STAMP)
 	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
@@ -33,13 +40,15 @@ redis-server:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench examples
+	$(BIN)/ruff check app tests bench examples clients/python
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) $(CLIENT)
 	$(BIN)/mypy
+	cd clients/python && $(CURDIR)/$(BIN)/mypy
 
-test: $(STAMP) $(EXAMPLES) redis-server lint typecheck
+test: $(STAMP) $(EXAMPLES) $(CLIENT) redis-server lint typecheck
 	KERAS_BACKEND=numpy $(BIN)/pytest -q
+	cd clients/python && KERAS_BACKEND=numpy $(CURDIR)/$(BIN)/pytest -q
 
 openapi: $(STAMP)
 	$(BIN)/python -m app.openapi > openapi/openapi.json
