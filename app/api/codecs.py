@@ -127,7 +127,7 @@ def check_json_elements_bound(body: bytes, limit: int) -> None:
     only make a body that is invalid anyway look larger. One `bytes.count`: microseconds."""
     commas = body.count(b",")
     if commas > limit:
-        raise PayloadTooLarge(f"the batch has at least {commas} array elements (the body has "
+        raise PayloadTooLarge(f"the batch has up to {commas + 1} array elements (its body has "
                               f"{commas} commas, counted before parsing); the limit is {limit} "
                               f"elements per batch ({LIMIT_SETTING})")
 
