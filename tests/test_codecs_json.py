@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import hypothesis
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import strategies as st
 
 from app.api import codecs
 from app.api.app import create_app
@@ -322,3 +325,32 @@ def test_commas_bound_values_in_a_well_formed_body():
     for body in [{"values": [[1.0] * 10] * 100}, {"y_true": [1] * 500, "y_pred": [0.5] * 500},
                  {"values": [1] * ELEMENTS, "epoch": 3}]:
         codecs.check_json_elements_bound(json.dumps(body).encode(), ELEMENTS)
+
+
+def _strings_below_keys(value):
+    """How many string values (not keys) a decoded value holds, at any depth."""
+    if isinstance(value, str):
+        return 1
+    if isinstance(value, list):
+        return sum(_strings_below_keys(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_strings_below_keys(v) for v in value.values())
+    return 0
+
+
+leaves = st.one_of(st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.none(),
+                   st.text(max_size=3))
+trees = st.recursive(leaves, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=15)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.dictionaries(st.text(max_size=4), trees, max_size=4))
+def test_text_free_means_no_string_values(data):
+    """The fast conversion path is taken only when no value can hold text."""
+    body = orjson.dumps(data)
+    if codecs._text_free(body, data):
+        nested_keys = [k for v in data.values() if isinstance(v, dict)
+                       for w in v.values() if isinstance(w, dict) for k in w]
+        assert _strings_below_keys(data) == 0 and not nested_keys

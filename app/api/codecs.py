@@ -191,31 +191,52 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(_json_error(exc)) from None
 
 
-async def json_object(request: Request, limit: int, *, optional: bool = False,
-                      max_elements: int | None = None) -> dict[str, Any]:
+class Payload(NamedTuple):
+    """A decoded body: its fields, whether it was an `.npz` archive, and whether its values
+    are known to hold no text (then `to_arrays` converts them without looking for any)."""
+
+    fields: dict[str, Any]
+    is_npz: bool = False
+    text_free: bool = False
+
+
+def _text_free(body: bytes, data: dict[str, Any]) -> bool:
+    """Whether the only strings of the body are the keys of `data` and of its object values.
+    Every key and every string has at least two quote characters, so equality rules out any
+    string value (and any uncounted key). One `bytes.count`."""
+    keys = len(data) + sum(len(value) for value in data.values() if isinstance(value, dict))
+    return body.count(b'"') == 2 * keys
+
+
+async def json_payload(request: Request, limit: int, *, optional: bool = False,
+                       max_elements: int | None = None) -> Payload:
     """A JSON object body; an empty body is `{}` when `optional`. With `max_elements`, a body
     that may hold more values than that is refused (413) before it is parsed."""
     _check_json_type(request, "application/json")
     body = await read_body(request, limit)
     if optional and not body.strip():
-        return {}
+        return Payload({})
     if max_elements is not None:
         check_json_elements_bound(body, max_elements)
     data = parse_json(body)
     if not isinstance(data, dict):
         raise InvalidInput(f"the body must be a JSON object; got {type(data).__name__}")
-    return data
+    return Payload(data, text_free=_text_free(body, data))
+
+
+async def json_object(request: Request, limit: int, *, optional: bool = False) -> dict[str, Any]:
+    return (await json_payload(request, limit, optional=optional)).fields
 
 
 async def array_payload(request: Request, limit: int, max_elements: int,
-                        members: frozenset[str] = NPZ_MEMBERS) -> tuple[dict[str, Any], bool]:
-    """The body of an update: JSON object or `.npz` archive. Returns (fields, is_npz).
-    An archive's element count is checked here; a JSON body's exactly by `to_arrays`."""
+                        members: frozenset[str] = NPZ_MEMBERS) -> Payload:
+    """The body of an update: JSON object or `.npz` archive. An archive's element count is
+    checked here; a JSON body's exactly by `to_arrays`."""
     if media_type(request) == NPZ_TYPE:
         body = await read_body(request, limit)
-        return read_npz(body, max_elements, members), True
+        return Payload(read_npz(body, max_elements, members), is_npz=True, text_free=True)
     _check_json_type(request, f"application/json or {NPZ_TYPE}")
-    return await json_object(request, limit, max_elements=max_elements), False
+    return await json_payload(request, limit, max_elements=max_elements)
 
 
 # -- .npz ------------------------------------------------------------------------------------
@@ -392,38 +413,47 @@ def _from_objects(source: np.ndarray, what: str, dtype: np.dtype[Any]) -> np.nda
         raise _nonfinite(what, dtype) from None
 
 
-def to_array(value: Any, what: str, dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
+def _from_json(value: Any, what: str, target: np.dtype[Any], text_free: bool) -> np.ndarray:
+    if isinstance(value, str) or value is None or isinstance(value, dict):
+        raise BadRequest(f"{what} must be a number or a nested list of numbers; "
+                         f"got {type(value).__name__}")
+    try:
+        if text_free:  # the fast path: no dtype discovery
+            return np.asarray(value, dtype=target)
+        source = np.asarray(value)
+    except OverflowError:  # an integer beyond float64, from the standard library's parser
+        raise _nonfinite(what, target) from None
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"{what} must be a rectangular nested list of numbers "
+                         f"({str(exc)[:200]})") from None
+    return _from_objects(source, what, target) if source.dtype.kind == "O" else source
+
+
+def to_array(value: Any, what: str, dtype: type[np.floating[Any]] = np.float32, *,
+             text_free: bool = False) -> np.ndarray:
     """A nested list, number or npz array as a finite float array. What cannot be decoded into
     a numeric array at all (strings, objects, ragged lists) is a 400; NaN/inf is a 422.
-    Booleans are numbers (true = 1, false = 0), as Keras accepts bool tensors."""
+    Booleans are numbers (true = 1, false = 0), as Keras accepts bool tensors. `text_free`:
+    the caller knows there are no strings in `value` (see `Payload`)."""
     target = np.dtype(dtype)
-    if isinstance(value, np.ndarray):
-        source = value
-    else:
-        if isinstance(value, str) or value is None or isinstance(value, dict):
-            raise BadRequest(f"{what} must be a number or a nested list of numbers; "
-                             f"got {type(value).__name__}")
-        try:
-            source = np.asarray(value)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise BadRequest(f"{what} must be a rectangular nested list of numbers "
-                             f"({str(exc)[:200]})") from None
-        if source.dtype.kind == "O":
-            source = _from_objects(source, what, target)
-    if source.dtype.kind not in NUMERIC_KINDS:
-        got = "text" if source.dtype.kind in "US" else f"dtype {source.dtype}"
-        raise BadRequest(f"{what} must be numeric (numbers or true/false); got {got}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = source.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 is inf, then a 422
+        source = value if isinstance(value, np.ndarray) else _from_json(value, what, target,
+                                                                        text_free)
+        if source.dtype.kind not in NUMERIC_KINDS:
+            got = "text" if source.dtype.kind in "US" else f"dtype {source.dtype}"
+            raise BadRequest(f"{what} must be numeric (numbers or true/false); got {got}")
+        array = source.astype(target, copy=False)
     if not np.all(np.isfinite(array)):
         raise _nonfinite(what, target)
     return array
 
 
 def to_arrays(fields: Mapping[str, Any], max_elements: int, *, label: str = "{}",
-              dtype: type[np.floating[Any]] = np.float32) -> dict[str, np.ndarray]:
+              dtype: type[np.floating[Any]] = np.float32,
+              text_free: bool = False) -> dict[str, np.ndarray]:
     """Each field as an array (`label` formats the field name for messages), then the exact
     total of elements checked against the limit (413)."""
-    arrays = {name: to_array(value, label.format(name), dtype) for name, value in fields.items()}
+    arrays = {name: to_array(value, label.format(name), dtype, text_free=text_free)
+              for name, value in fields.items()}
     check_elements(sum(a.size for a in arrays.values()), max_elements)
     return arrays

@@ -123,13 +123,14 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
     """`update_state` with one batch: JSON, or an `.npz` archive of the same fields."""
     name = _name(name)
     limit = settings.max_batch_elements
-    fields, _is_npz = await codecs.array_payload(request, settings.max_body_bytes, limit)
+    payload = await codecs.array_payload(request, settings.max_body_bytes, limit)
+    fields = payload.fields
     _only(fields, (*UPDATE_FIELDS, "sample_weight", "epoch"), "update")
     body_epoch = fields.pop("epoch", None)
     wanted = _epoch(body_epoch, "'epoch'") if body_epoch is not None else epoch
     if fields.get("sample_weight") is None:
         fields.pop("sample_weight", None)
-    arrays = codecs.to_arrays(fields, limit)
+    arrays = codecs.to_arrays(fields, limit, text_free=payload.text_free)
     inputs = {k: arrays[k] for k in UPDATE_FIELDS if k in arrays}
     if not inputs:
         raise InvalidInput("the update needs 'y_true' and 'y_pred' (or 'values' for Mean, "
@@ -144,8 +145,9 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
                 _: Write, idempotency_key: str | None = IdempotencyKey) -> JSON:
     """Add pre-aggregated variables, as Keras' `merge_state` would."""
     name = _name(name)
-    body = await codecs.json_object(request, settings.max_body_bytes,
-                                    max_elements=settings.max_batch_elements)
+    payload = await codecs.json_payload(request, settings.max_body_bytes,
+                                        max_elements=settings.max_batch_elements)
+    body = payload.fields
     _only(body, ("variables", "epoch"), "merge")
     variables = body.get("variables")
     if not isinstance(variables, dict) or not variables:
@@ -153,7 +155,7 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
                            f"got {variables!r:.200}")
     wanted = _epoch(body.get("epoch"), "'epoch'")
     arrays = codecs.to_arrays(variables, settings.max_batch_elements, label="variable {!r}",
-                              dtype=np.float64)
+                              dtype=np.float64, text_free=payload.text_free)
     outcome = await sessions.merge(name, arrays, wanted, idempotency_key)
     return _applied(outcome)
 
