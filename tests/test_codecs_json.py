@@ -338,8 +338,8 @@ def _strings_below_keys(value):
     return 0
 
 
-leaves = st.one_of(st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.none(),
-                   st.text(max_size=3))
+leaves = st.one_of(st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), st.booleans(),
+                   st.none(), st.text(max_size=3))
 trees = st.recursive(leaves, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
     max_leaves=15)
