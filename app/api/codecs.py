@@ -59,10 +59,11 @@ _EOCD64_LOCATOR = b"PK\x06\x07"
 _EOCD64 = b"PK\x06\x06"
 _EOCD_SIZE, _EOCD64_LOCATOR_SIZE, _EOCD64_SIZE = 22, 20, 56
 
-#: Everything zipfile, zlib and numpy's header parser raise on malformed archives.
+#: What zipfile and zlib raise on malformed archives (RuntimeError: a password is required;
+#: NotImplementedError: an unknown compression method).
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
-                   struct.error, zlib.error, NotImplementedError, RuntimeError, SyntaxError,
-                   TypeError, KeyError, MemoryError, OverflowError)
+                   struct.error, zlib.error, NotImplementedError, RuntimeError, TypeError,
+                   KeyError, OverflowError)
 _NONFINITE_TOKEN = re.compile(r"-?(?:NaN|Infinity|[0-9][0-9.eE+-]*)")
 _FLOAT_RANGES = {np.dtype(np.float32): "float32 range (about ±3.4e38)",
                  np.dtype(np.float64): "float64 range (about ±1.8e308)"}
