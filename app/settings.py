@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(5.0, gt=0)
     tokens: dict[str, TokenGrant] = Field(default_factory=dict)
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_batch_elements: int = Field(2_097_152, gt=0)  # array elements per update/merge, all arrays
     history_limit: int = Field(1000, gt=0)
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
     max_ttl_seconds: int = Field(365 * 24 * 3600, gt=0)

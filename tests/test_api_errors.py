@@ -91,6 +91,19 @@ def test_413_body_too_large(client):
     assert state(client) == before
 
 
+def test_413_batch_elements(api_store):
+    with TestClient(create_app(Settings(max_batch_elements=10), store=api_store)) as c:
+        c.put("/v1/sessions/m", json={"metric": "Mean"})
+        before = c.get("/v1/sessions/m/variables").json()
+        assert_problem(c.post("/v1/sessions/m/update", json={"values": [0.5] * 11}), 413,
+                       "11", "10", "max_batch_elements")
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, values=np.zeros(10**6))
+        assert_problem(raw(c, "/v1/sessions/m/update", buffer.getvalue(), "application/x-npz"),
+                       413, str(10**6), "10", "max_batch_elements")
+        assert c.get("/v1/sessions/m/variables").json() == before
+
+
 def test_415_content_type(client):
     before = state(client)
     r = raw(client, "/v1/sessions/m/update", b"values=1", "application/x-www-form-urlencoded")
@@ -150,6 +163,7 @@ def test_422_bad_session_name(client, name):
     ("m", {"values": [1.0], "epoch": -1}, ["epoch", "-1"]),
     ("m", {"values": [1.0], "epoch": "first"}, ["epoch", "first"]),
     ("m", {"values": [1e39]}, ["values", "finite"]),
+    ("m", {"values": [1.0], "epoch": 2**53}, ["epoch", str(2**53 - 1)]),
 ])
 def test_422_bad_update(client, path, body, fragments):
     before = state(client)
@@ -160,6 +174,7 @@ def test_422_bad_update(client, path, body, fragments):
 @pytest.mark.parametrize(("path", "body", "fragments"), [
     ("m", {"values": [[1, 2], [3]]}, ["values", "rectangular"]),
     ("m", {"values": ["a", "b"]}, ["values"]),
+    ("m", {"values": ["1", "2"]}, ["values", "text"]),  # numpy would convert them
     ("m", {"values": "abc"}, ["values", "str"]),
     ("m", {"values": {"a": 1}}, ["values", "dict"]),
     ("p", {"y_true": [1, 0], "y_pred": [0.1, 0.2], "sample_weight": "heavy"},

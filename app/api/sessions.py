@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.api import codecs
@@ -31,6 +32,7 @@ from app.store.base import Applied as AppliedOutcome
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 UPDATE_FIELDS = ("y_true", "y_pred", "values")
+MAX_EPOCH = 2**53 - 1  # Redis Lua numbers are doubles: larger integers are not exact
 IdempotencyKey = Header(None, alias="Idempotency-Key", description="1-128 characters")
 
 
@@ -42,19 +44,25 @@ def _name(name: str) -> str:
 
 
 def _epoch(value: Any, where: str) -> int | None:
+    """A body's epoch precondition: an integer from 0 to 2**53 - 1 (also a 0-d integer array,
+    as an `.npz` member)."""
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{where} must be a non-negative integer; got {value!r}")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH:
+        raise InvalidInput(f"{where} must be an integer from 0 to {MAX_EPOCH}; "
+                           f"got {value!r:.100}")
     return value
 
 
 def _only(body: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        raise InvalidInput(f"unknown field(s) {unknown} in the {what} body; "
+        shown = ", ".join(repr(name)[:80] for name in unknown[:10])
+        raise InvalidInput(f"unknown field(s) [{shown}] in the {what} body; "
                            f"expected fields among {list(allowed)}")
 
 
@@ -75,13 +83,14 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
     _only(body, ("metric", "config", "ttl_seconds"), "create")
     metric, config, ttl = body.get("metric"), body.get("config"), body.get("ttl_seconds")
     if not isinstance(metric, str) or not metric:
-        raise InvalidInput(f"'metric' must be a metric class name (string); got {metric!r}")
+        raise InvalidInput(f"'metric' must be a metric class name (string); got {metric!r:.100}")
     if config is not None and not isinstance(config, dict):
-        raise InvalidInput(f"'config' must be an object of constructor arguments; got {config!r}")
+        raise InvalidInput(f"'config' must be an object of constructor arguments; "
+                           f"got {config!r:.100}")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
                             or not 1 <= ttl <= settings.max_ttl_seconds):
         raise InvalidInput(f"'ttl_seconds' must be an integer from 1 to "
-                           f"{settings.max_ttl_seconds}; got {ttl!r}")
+                           f"{settings.max_ttl_seconds}; got {ttl!r:.100}")
     document, created = await sessions.create(name, metric, config, ttl)
     return JSON(document, status_code=201 if created else 200)
 
@@ -110,20 +119,24 @@ async def delete_session(name: str, sessions: SessionsDep, _: Admin) -> Response
 
 @router.post("/{name}/update", response_model=Applied, openapi_extra=UPDATE_BODY)
 async def update(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
-                 _: Write, epoch: int | None = Query(None, ge=0),
+                 _: Write, epoch: int | None = Query(None, ge=0, le=MAX_EPOCH),
                  idempotency_key: str | None = IdempotencyKey) -> JSON:
     """`update_state` with one batch: JSON, or an `.npz` archive of the same fields."""
     name = _name(name)
-    fields, _is_npz = await codecs.array_payload(request, settings.max_body_bytes)
+    limit = settings.max_batch_elements
+    payload = await codecs.array_payload(request, settings.max_body_bytes, limit)
+    fields = payload.fields
     _only(fields, (*UPDATE_FIELDS, "sample_weight", "epoch"), "update")
     body_epoch = fields.pop("epoch", None)
     wanted = _epoch(body_epoch, "'epoch'") if body_epoch is not None else epoch
-    inputs = {k: codecs.to_array(fields[k], k) for k in UPDATE_FIELDS if k in fields}
+    if fields.get("sample_weight") is None:
+        fields.pop("sample_weight", None)
+    arrays = codecs.to_arrays(fields, limit, text_free=payload.text_free)
+    inputs = {k: arrays[k] for k in UPDATE_FIELDS if k in arrays}
     if not inputs:
         raise InvalidInput("the update needs 'y_true' and 'y_pred' (or 'values' for Mean, "
                            "Sum and other reduction metrics)")
-    weight = fields.get("sample_weight")
-    sample_weight = None if weight is None else codecs.to_array(weight, "sample_weight")
+    sample_weight = arrays.get("sample_weight")
     outcome = await sessions.update(name, inputs, sample_weight, wanted, idempotency_key)
     return _applied(outcome)
 
@@ -133,14 +146,18 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
                 _: Write, idempotency_key: str | None = IdempotencyKey) -> JSON:
     """Add pre-aggregated variables, as Keras' `merge_state` would."""
     name = _name(name)
-    body = await codecs.json_object(request, settings.max_body_bytes)
+    payload = await codecs.json_payload(request, settings.max_body_bytes,
+                                        max_elements=settings.max_batch_elements)
+    body = payload.fields
     _only(body, ("variables", "epoch"), "merge")
     variables = body.get("variables")
     if not isinstance(variables, dict) or not variables:
         raise InvalidInput("'variables' must be a non-empty object of variable name -> value; "
                            f"got {variables!r:.200}")
-    outcome = await sessions.merge(name, variables, _epoch(body.get("epoch"), "'epoch'"),
-                                   idempotency_key)
+    wanted = _epoch(body.get("epoch"), "'epoch'")
+    arrays = codecs.to_arrays(variables, settings.max_batch_elements, label="variable {!r}",
+                              dtype=np.float64, text_free=payload.text_free)
+    outcome = await sessions.merge(name, arrays, wanted, idempotency_key)
     return _applied(outcome)
 
 
