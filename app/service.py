@@ -246,10 +246,8 @@ class Sessions:
             with self.metrics.borrow(meta.metric, meta.args) as metric:
                 return _batch(engine.merge_contribution(metric, variables, meta.layout))
 
-        key_print = ""
-        if idempotency_key is not None:
-            digest = hashlib.blake2b(_canonical(["merge", epoch, variables]), digest_size=16)
-            key_print = digest.hexdigest()
+        key_print = "" if idempotency_key is None else fingerprint(
+            "merge", {k: np.asarray(v, np.float64) for k, v in variables.items()}, epoch)
         return await self._apply(name, batch_for, epoch, idempotency_key, key_print, False)
 
     async def _apply(self, name: str, batch_for: Callable[[SessionMeta], Batch],
