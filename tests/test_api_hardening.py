@@ -165,3 +165,13 @@ async def test_history_keeps_results_not_states(api_store):
     (closed,) = await api_store.history("h")
     assert closed.compacted and closed.state is None
     assert closed.result == answered
+
+
+def test_many_classes_cost_the_batch_not_classes_squared(client):
+    """Sparse labels with 40,000 classes: one-hot encoding must not build a 40,000² matrix."""
+    client.put("/v1/sessions/sce", json={"metric": "SparseCategoricalCrossentropy"})
+    y_pred = np.full((1, 40_000), 1 / 40_000, np.float32)
+    r = client.post("/v1/sessions/sce/update", json={"y_true": [39_999],
+                                                     "y_pred": y_pred.tolist()})
+    assert r.status_code == 200, r.text
+    assert total(client, "sce") == pytest.approx(np.log(40_000), rel=1e-5)

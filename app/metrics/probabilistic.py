@@ -112,7 +112,9 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
 
 def _one_hot(labels: np.ndarray, num_classes: int, axis: int, dtype: Any) -> np.ndarray:
     """One-hot encode integer `labels`, the class axis inserted at `axis` of the result."""
-    encoded = np.eye(num_classes, dtype=dtype)[labels]
+    # A comparison, not `np.eye(num_classes)[labels]`: the identity matrix would cost
+    # num_classes² memory (12.8 GB for one 40,000-class row); this costs the output's size.
+    encoded = (np.asarray(labels)[..., None] == np.arange(num_classes)).astype(dtype)
     return np.moveaxis(encoded, -1, axis)
 
 
