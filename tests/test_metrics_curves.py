@@ -607,7 +607,7 @@ BAD_CONFIGS = [
     ("AUC", {"label_weights": [math.inf]}, "finite", False),
     ("AUC", {"multi_label": True, "num_labels": 3, "label_weights": [1, 2]},
      r"label_weights of shape \[2\] do not fit 3 labels", False),
-    ("AUC", {"dtype": "int32"}, "dtype", False),
+    ("AUC", {"dtype": "int8"}, "dtype", False),
     ("SensitivityAtSpecificity", {"specificity": -0.1}, r"specificity must be a number in "
      r"\[0, 1\]; got -0.1", True),
     ("SpecificityAtSensitivity", {"sensitivity": 1.5}, "sensitivity must be", True),

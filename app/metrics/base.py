@@ -129,7 +129,7 @@ class Metric:
             raise ConfigError(f"name must be a string or null; got {name!r}")
         # As in Keras, None and "" both mean the class name in snake_case.
         self.name = name or to_snake_case(type(self).__name__)
-        self.dtype = validate_dtype(dtype, FLOAT_DTYPES)
+        self.dtype = validate_dtype(dtype, FLOAT_DTYPES + INT_DTYPES)
         self._variables: list[Variable] = []
         self._layout: dict[str, Any] | None = None
         self._eager_count: int | None = None  # variables made in __init__, before any build
