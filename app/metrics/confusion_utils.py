@@ -34,6 +34,7 @@ import numpy as np
 from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
 from app.metrics.base import Variable
+from app.metrics.limits import MAX_THRESHOLDS
 
 NEG_INF = -1e10
 """What `top_k` puts in place of the predictions it drops, and the default threshold of
@@ -58,18 +59,21 @@ def _is_number(x: Any) -> bool:
 
 
 def parse_init_thresholds(thresholds: Any, default_threshold: float = 0.5) -> list[float]:
-    """The threshold list a metric works with: `thresholds` (a number or a non-empty list of
-    numbers in [0, 1]) or `[default_threshold]` when it is None."""
+    """The threshold list a metric works with: `thresholds` (a number or a non-empty list of at
+    most MAX_THRESHOLDS numbers in [0, 1]) or `[default_threshold]` when it is None."""
     if thresholds is None:
         return [float(default_threshold)]
     values = list(thresholds) if isinstance(thresholds, list | tuple) else [thresholds]
     if not values:
         raise ConfigError("thresholds must be a number in [0, 1] or a non-empty list of them; "
                           "got an empty list")
+    if len(values) > MAX_THRESHOLDS:
+        raise ConfigError(f"thresholds may hold at most {MAX_THRESHOLDS} values (the state keeps "
+                          f"one count per threshold); got {len(values)}")
     bad = [t for t in values if not _is_number(t) or not 0.0 <= float(t) <= 1.0]
     if bad:
         raise ConfigError(f"thresholds must be numbers in [0, 1]; got {thresholds!r} "
-                          f"(invalid: {bad!r})")
+                          f"(invalid: {bad[:10]!r})")
     return [float(t) for t in values]
 
 

@@ -31,13 +31,7 @@ from app.metrics.confusion_utils import (
     is_evenly_distributed_thresholds,
     validate_class_id,
 )
-
-MAX_THRESHOLDS = 10_000
-"""The most thresholds a curve metric may keep (explicit AUC thresholds count with their two
-endpoints). Keras has no limit; the state is four arrays of this length."""
-
-MAX_STATE_ELEMENTS = 1_000_000
-"""The most elements one of AUC's multi-label variables may have (num_thresholds x labels)."""
+from app.metrics.limits import MAX_AUC_LABEL_ELEMENTS, MAX_THRESHOLDS
 
 CURVES = {"ROC": "ROC", "roc": "ROC", "PR": "PR", "pr": "PR", "PRGAIN": "PRGAIN",
           "prgain": "PRGAIN"}
@@ -240,7 +234,7 @@ class AUC(Metric):
       is fixed by the session's first batch (Keras builds them on the first update) and a
       batch of another width is refused; with it they are built at once, and a batch of
       another width is refused too (Keras would broadcast a single column into every label).
-      At most 1,000,000 elements per variable (`MAX_STATE_ELEMENTS`).
+      At most 1,000,000 elements per variable (`MAX_AUC_LABEL_ELEMENTS`).
     * `label_weights`: with `multi_label`, the weights of the per-label AUCs; without it, each
       element's count is multiplied by its column's weight (which needs y_pred with that many
       columns).
@@ -307,9 +301,9 @@ class AUC(Metric):
 
     # -- state ---------------------------------------------------------------------------
     def _check_labels(self, num_labels: int, error: type[Exception]) -> None:
-        if num_labels < 1 or self.num_thresholds * num_labels > MAX_STATE_ELEMENTS:
+        if num_labels < 1 or self.num_thresholds * num_labels > MAX_AUC_LABEL_ELEMENTS:
             raise error(f"AUC(multi_label=true) keeps num_thresholds x labels counts, at "
-                        f"most {MAX_STATE_ELEMENTS:,} and at least one label; got "
+                        f"most {MAX_AUC_LABEL_ELEMENTS:,} and at least one label; got "
                         f"{self.num_thresholds} x {num_labels}")
         _check_label_weights_fit(self.label_weights, num_labels, error)
 

@@ -62,10 +62,11 @@ from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
 from app.metrics.accuracy import validate_flag, validate_threshold
 from app.metrics.base import FLOAT_DTYPES, INT_DTYPES, Metric, validate_dtype
+from app.metrics.limits import MAX_IOU_CLASSES
 from app.metrics.probabilistic import validate_axis, validate_ignore_class
 
-#: Largest `num_classes` a session may ask for (a 2048 x 2048 matrix is 4M cells).
-MAX_NUM_CLASSES = 2048
+#: Largest `num_classes` a session may ask for (see limits.py).
+MAX_NUM_CLASSES = MAX_IOU_CLASSES
 
 #: Keras' default IoU dtype ("int" in its constructor, reported as "int32").
 DEFAULT_DTYPE = "int32"
