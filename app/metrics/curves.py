@@ -316,6 +316,9 @@ class AUC(Metric):
         (self.true_positives, self.false_positives, self.true_negatives,
          self.false_negatives) = _add_confusion_variables(self, shape)
 
+    def lazy_elements(self, **layout: Any) -> int:
+        return 4 * self.num_thresholds * int(layout["num_labels"])
+
     def build_variables(self, **layout: Any) -> None:
         self._create_variables(int(layout["num_labels"]), InvalidInput)
 

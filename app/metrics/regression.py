@@ -202,6 +202,9 @@ class R2Score(Metric):
         self.num_regressors = num_regressors
         self.num_samples = self.add_variable((), name="num_samples", dtype="float32")
 
+    def lazy_elements(self, **layout: Any) -> int:
+        return 4 * int(layout["num_classes"])
+
     def build_variables(self, **layout: Any) -> None:
         shape = (int(layout["num_classes"]),)
         self.squared_sum = self.add_variable(shape, name="squared_sum", dtype="float32")
