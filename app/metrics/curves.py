@@ -61,18 +61,24 @@ def _require_bool(value: Any, what: str) -> bool:
 
 
 def _num_thresholds(value: Any, minimum: int) -> int:
-    """`num_thresholds`: an integer from `minimum` to MAX_THRESHOLDS."""
+    """`num_thresholds`: an integer from `minimum` to MAX_THRESHOLDS (Keras' wording for
+    the lower bound, which its own tests match)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
-            or not minimum <= int(value) <= MAX_THRESHOLDS:
+            or int(value) < minimum:
+        raise ConfigError(f"Argument `num_thresholds` must be an integer > {minimum - 1}. "
+                          f"Received: num_thresholds={value!r} (Tally takes integers in "
+                          f"[{minimum}, {MAX_THRESHOLDS}])")
+    if int(value) > MAX_THRESHOLDS:
         raise ConfigError(f"num_thresholds must be an integer in [{minimum}, {MAX_THRESHOLDS}]; "
-                          f"got {value!r}")
+                          f"got {value!r} (Tally keeps at most {MAX_THRESHOLDS} thresholds)")
     return int(value)
 
 
 def _target(value: Any, what: str) -> float:
     """The `*At*` family's target: a number in [0, 1]."""
     if not _is_real(value) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{what} must be a number in [0, 1]; got {value!r}")
+        raise ConfigError(f"Argument `{what}` must be in the range [0, 1]. Received: "
+                          f"{what}={value!r} (a number from 0 to 1)")
     return value  # echoed in the config exactly as given, like Keras
 
 
@@ -251,12 +257,12 @@ class AUC(Metric):
                  label_weights: list[float] | None = None, from_logits: bool = False) -> None:
         super().__init__(name=name, dtype=dtype)
         if not isinstance(curve, str) or curve not in CURVES:
-            raise ConfigError(f"curve must be one of 'ROC', 'PR', 'PRGAIN' (or 'roc', 'pr', "
-                              f"'prgain'); got {curve!r}")
+            raise ConfigError(f'Invalid AUC curve value: "{curve}". Expected values are '
+                              '["PR", "ROC", "PRGAIN"] (or "pr", "roc", "prgain")')
         if not isinstance(summation_method, str) or summation_method not in SUMMATION_METHODS:
-            raise ConfigError("summation_method must be one of 'interpolation', 'majoring', "
-                              "'minoring' (or capitalised); got "
-                              f"{summation_method!r}")
+            raise ConfigError(f'Invalid AUC summation method value: "{summation_method}". '
+                              'Expected values are ["interpolation", "majoring", "minoring"] '
+                              '(or capitalised)')
         self.curve = CURVES[curve]
         self.summation_method = SUMMATION_METHODS[summation_method]
 
