@@ -7,8 +7,8 @@ that starts passing, and on a listed test that fails for another reason than the
 Each entry: test id -> (category, reason, a fragment of the failure message). Categories:
 
 * NOT_APPLICABLE: the test needs something a metric service cannot offer (a Keras model's
-  `fit`, symbolic KerasTensors, Keras' object registry/serialisation/pickling of the class
-  itself, private methods or Python-only attributes, a client-side Python function).
+  `fit`, symbolic KerasTensors, private methods, Python-only attributes, replacing a variable
+  in place).
 * DIFFERENCE: a documented, deliberate difference (README "Differences from Keras").
 
 No Tally bug is listed here: those were fixed (`dtype="int32"` for the mean metrics; config
@@ -24,10 +24,9 @@ DIFFERENCE = "deliberate difference"
 # -- reasons, shared by several tests ----------------------------------------------------------
 
 FIT = "trains a Keras model with the metric in compile(); the numpy backend cannot fit at all"
-SERIALISATION = ("Keras' own serialisation round trip (serialize_keras_object / "
-                 "deserialize by registered class name) of the class object itself")
-CLIENT_FUNCTION = ("MeanMetricWrapper around a function defined in the test; a service runs "
-                   "only functions registered on the server (built-ins or plugins)")
+SYMBOLIC = ("calls the metric on symbolic KerasTensors (compute_output_spec) to infer the "
+            "result's shape; their placeholder values are uninitialised memory, so the proxy "
+            "refuses symbolic calls rather than send them as data")
 IOU_RANGE = ("IoU ids outside [0, num_classes) are a 422 (contract: labels outside what the "
              "metric accepts); Keras drops such pairs silently. Declare void labels as "
              "ignore_class")
@@ -77,27 +76,11 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "iou_metrics_test.py::MeanIoUTest::test_user_warning_float_weight": (
         DIFFERENCE, "IoU adds float sample weights exactly instead of truncating them to the "
         "int32 matrix, so there is no truncation warning to give", "DID NOT WARN"),
-    # the abstract base class, Keras' registry ------------------------------------------------
-    "metric_test.py::MetricTest::test_get_method": (
-        NOT_APPLICABLE, "keras.metrics.get() builds Keras' own classes from its registry; the "
-        "test then compares with the replaced class", "is not an instance of"),
-    "metric_test.py::MetricTest::test_pickle": (
-        NOT_APPLICABLE, "pickles a Keras metric by class reference, which the replacement "
-        "breaks", "Can't pickle"),
-    # probabilistic -----------------------------------------------------------------------------
-    **{f"probabilistic_metrics_test.py::{cls}Test::test_config": (
-        NOT_APPLICABLE, SERIALISATION, "Could not locate class") for cls in (
-        "BinaryCrossentropy", "CategoricalCrossentropy", "Poisson",
-        "SparseCategoricalCrossentropy")},
     # reduction ---------------------------------------------------------------------------------
     "reduction_metrics_test.py::MeanTest::test_weighted_dynamic_shapes": (
-        NOT_APPLICABLE, "calls the metric on symbolic KerasTensors (compute_output_spec); the "
-        "proxy can only send their placeholder values, which the service refuses",
-        "contains NaN or infinity"),
-    **{f"reduction_metrics_test.py::MetricWrapperTest::test_{name}": (
-        NOT_APPLICABLE, CLIENT_FUNCTION, "fn must name a registered metric function")
-       for name in ("config", "unweighted", "weighted", "weighted_broadcast",
-                    "weighted_dynamic_shape")},
+        NOT_APPLICABLE, SYMBOLIC, "cannot be traced symbolically"),
+    "reduction_metrics_test.py::MetricWrapperTest::test_weighted_dynamic_shape": (
+        NOT_APPLICABLE, SYMBOLIC, "cannot be traced symbolically"),
 }
 
 #: Tests that pass without sending a single request to Tally: they exercise only Keras (the

@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from fastapi.testclient import TestClient
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+from keras.src.saving.keras_saveable import KerasSaveable
 
 from app.api.app import create_app
 from app.settings import Settings
@@ -60,6 +62,11 @@ class ServiceTypeError(TypeError):
     """A 4xx answer about an unknown constructor argument (Keras raises TypeError there)."""
 
 
+class SymbolicCall(NotImplementedError):
+    """Keras traces the metric with placeholder tensors (`compute_output_spec`): their values
+    are uninitialised memory, which a service must not count as data."""
+
+
 def _call(method: str, path: str, **kwargs: Any) -> Any:
     global _requests
     assert _client is not None, "proxy.start() was not called"
@@ -90,8 +97,22 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "name") and type(value).__name__.endswith("DTypePolicy"):
         return value.name
     if callable(value):
-        return getattr(value, "__name__", repr(value))
+        return _function_name(value)
     return value
+
+
+def _function_name(fn: Any) -> str:
+    """A metric function by name. A function Tally does not know that the test itself defines
+    (not one of Keras') is installed on the server as a plugin function first, as a
+    deployment would install it with TALLY_PLUGINS; Keras' own functions are never run by the
+    server, which uses its own implementation of the same name (or refuses an unknown one)."""
+    name: str = getattr(fn, "__name__", repr(fn))
+    registry = _client.app.state.sessions.registry if _client is not None else None
+    module = getattr(fn, "__module__", "") or ""
+    own = module.split(".")[0] == "keras" and not module.endswith("_test")
+    if registry is not None and not own and name not in registry.functions:
+        registry.register_function(fn, name, as_metric=False)
+    return name
 
 
 def _npz(arrays: dict[str, Any]) -> bytes:
@@ -132,8 +153,18 @@ class ProxyVariable:
 # -- the proxy class ---------------------------------------------------------------------------
 
 
-class TallyMetric:
-    """A `keras.metrics` class served by Tally (subclassed once per Keras class)."""
+def _restore(cls: type, state: dict[str, Any]) -> Any:
+    """Unpickle a proxy: the same session, without creating it again."""
+    instance = cls.__new__(cls)
+    instance.__dict__.update(state)
+    return instance
+
+
+class TallyMetric(KerasSaveable):
+    """A `keras.metrics` class served by Tally (subclassed once per Keras class).
+
+    It is a `KerasSaveable` only so that Keras' deserialisation accepts the class; it pickles
+    as a reference to its session, not through Keras' saving library."""
 
     keras_class: ClassVar[type]
     tally_class: ClassVar[str]
@@ -207,6 +238,9 @@ class TallyMetric:
 
     # -- the Keras API -----------------------------------------------------------------
     def update_state(self, *args: Any, **kwargs: Any) -> None:
+        if in_symbolic_scope():
+            raise SymbolicCall(f"{self.tally_class} is served by Tally: it cannot be traced "
+                               "symbolically (compute_output_spec)")
         sample_weight = kwargs.pop("sample_weight", None)
         arrays = dict(zip(self.inputs, args, strict=False))
         arrays.update(kwargs)
@@ -243,9 +277,19 @@ class TallyMetric:
     def __repr__(self) -> str:
         return f"<Tally {self.tally_class} session {self._session}>"
 
+    def _obj_type(self) -> str:
+        return "Metric"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), dict(self.__dict__)))
+
 
 def proxy_class(keras_class: type, tally_class: str, inputs: list[str]) -> type[TallyMetric]:
+    """The stand-in for `keras_class`. It takes the Keras class's module and qualified name, so
+    that whatever finds a class by them (pickle, Keras' deserialisation) finds the stand-in
+    once the module attribute is replaced."""
     return type(keras_class.__name__, (TallyMetric,), {
         "keras_class": keras_class, "tally_class": tally_class, "inputs": tuple(inputs),
-        "__module__": __name__, "__doc__": f"{keras_class.__name__}, served by Tally.",
+        "__module__": keras_class.__module__, "__qualname__": keras_class.__qualname__,
+        "__doc__": f"{keras_class.__name__}, served by Tally.",
     })
