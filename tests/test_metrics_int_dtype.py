@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from app.api.app import create_app
 from app.metrics.registry import REGISTRY
+from app.settings import Settings
+from app.store.memory import MemoryStore
 from tests.oracle import check_parity, keras_metric, keras_variables
 
 F32 = np.float32
@@ -86,3 +90,22 @@ def test_sum_result_is_an_int_like_keras(values):
     ours = np.asarray(metric.result())
     assert ours.dtype == expected.dtype
     assert ours.tolist() == expected.tolist()
+
+
+def test_int_dtype_over_http_reports_keras_dtypes_and_values():
+    batches = [{"values": [[1.7, 2.9], [0.4, 3.3]], "sample_weight": [1.5, 2.25]},
+               {"values": [[5.5, 0.2], [2.0, 2.0], [9.9, 1.1]], "sample_weight": [0.5, 3.0, 1.0]}]
+    for name in ("Mean", "Sum"):
+        reference = keras_metric(name, {"dtype": "int32"})
+        with TestClient(create_app(Settings(), store=MemoryStore())) as client:
+            r = client.put("/v1/sessions/ints", json={"metric": name, "config": {"dtype": "int32"}})
+            assert r.status_code == 201, r.text
+            assert {v["dtype"] for v in r.json()["variables"]} == {"int32"}
+            for batch in batches:
+                assert client.post("/v1/sessions/ints/update", json=batch).status_code == 200
+                reference.update_state(**{k: np.asarray(v, F32) for k, v in batch.items()})
+                result = client.get("/v1/sessions/ints/result").json()["result"]
+                assert result == pytest.approx(float(np.asarray(reference.result())), rel=1e-6)
+            variables = client.get("/v1/sessions/ints/variables").json()["variables"]
+            assert [(v["name"], v["dtype"], v["value"]) for v in variables] == [
+                (n, str(value.dtype), float(value)) for n, value in keras_variables(reference)]
