@@ -250,7 +250,7 @@ def test_registry_names():
 BAD_CONFIGS = [
     ({"thresholds": 1.5}, "[0, 1]"),
     ({"thresholds": -0.1}, "[0, 1]"),
-    ({"thresholds": [0.2, 2]}, "invalid: [2]"),
+    ({"thresholds": [0.2, 2]}, "Threshold values must be in [0, 1]. Received: [2]"),
     ({"thresholds": "0.5"}, "numbers in [0, 1]"),
     ({"thresholds": [0.5, None]}, "numbers in [0, 1]"),
     ({"thresholds": [True]}, "numbers in [0, 1]"),
@@ -290,7 +290,9 @@ def test_bad_top_k_class_id(metric, config, message):
 
 BAD_INPUTS = [
     # (config, y_true shape, y_pred shape, weight shape, message, Keras also raises)
-    ({"class_id": 0}, (6,), (6,), None, r"needs y_pred of shape \(num_samples", True),
+    ({"class_id": 0}, (6,), (6,), None,
+     r"y_pred must be a 2D array with shape \(num_samples, num_classes\), found shape: \[6\]",
+     True),
     ({"class_id": 3}, (6, 3), (6, 3), None, "class_id=3 is out of range .* 3 classes", True),
     ({"class_id": 1}, (6, 3), (6, 3), (6, 3), r"sample_weight of shape \[6, 3\]", True),
     ({}, (6,), (6,), (6, 1), r"sample_weight of shape \[6, 1\] does not fit", True),

@@ -90,7 +90,7 @@ def test_split_dependence_is_kept():
 
 
 @pytest.mark.parametrize(("name", "config", "expected"), [
-    ("Hinge", {"dtype": "int32"}, "dtype must be one of"),
+    ("Hinge", {"dtype": "int8"}, "dtype must be one of"),
     ("SquaredHinge", {"name": 5}, "name must be a string or null; got 5"),
     ("CategoricalHinge", {"from_logits": True}, "unknown config key"),
 ])

@@ -6,19 +6,24 @@ built with `dtype="float32"`: Tally accumulates the exact weights whatever `dtyp
 Keras' default int32 state truncates them (the tests below show both, computed by Keras).
 
 The other deliberate differences from Keras (see the module docstring) have a test each, which
-also runs Keras to show what it does instead: non-integer class ids, `axis` in `result()`, a
-single id broadcast against a batch, negative `target_class_ids`.
+also runs Keras to show what it does instead: non-integer class ids, ids outside
+[0, num_classes) (refused with a 422 where Keras drops them), `axis` in `result()`, a single id
+broadcast against a batch, negative `target_class_ids`.
 """
 
 import re
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from app.api.app import create_app
 from app.errors import ConfigError, InvalidInput
 from app.metrics import engine
 from app.metrics.iou import MAX_NUM_CLASSES
 from app.metrics.registry import REGISTRY
+from app.settings import Settings
+from app.store.memory import MemoryStore
 from tests.oracle import (
     assert_close,
     check_parity,
@@ -38,17 +43,16 @@ pytestmark = [
 
 rng = np.random.default_rng(20240611)
 
-VOID = (-1, 255)  # ids outside every range, as segmentation maps use them
 
 
 # -- data ---------------------------------------------------------------------------------------
 
 
-def sparse_ids(shape, k, out_of_range=0.15):
-    """Class ids in [0, k), with some out-of-range ids (-1, k, 255) mixed in."""
+def sparse_ids(shape, k, void=None, share=0.15):
+    """Class ids in [0, k), with some `void` ids (an out-of-range ignore_class) mixed in."""
     ids = rng.integers(0, k, size=shape)
-    wild = rng.uniform(size=shape) < out_of_range
-    ids[wild] = rng.choice([*VOID, k], size=int(wild.sum()))
+    if void is not None:
+        ids[rng.uniform(size=shape) < share] = void
     return ids.astype(np.float32)
 
 
@@ -83,16 +87,18 @@ def with_weights(batch, kind, shape):
     return batch
 
 
-def sparse_batches(shape, k, weights=None, n=3):
-    return [with_weights({"y_true": sparse_ids(shape, k), "y_pred": sparse_ids(shape, k)},
-                         weights, shape) for _ in range(n)]
+def sparse_batches(shape, k, weights=None, n=3, ignore=None):
+    """Sparse ids in [0, k); y_true also holds `ignore` (the config's ignore_class) if given."""
+    return [with_weights({"y_true": sparse_ids(shape, k, ignore),
+                          "y_pred": sparse_ids(shape, k)}, weights, shape) for _ in range(n)]
 
 
-def dense_batches(shape, k, *, sparse_true=False, sparse_pred=False, weights=None, n=3):
+def dense_batches(shape, k, *, sparse_true=False, sparse_pred=False, weights=None, n=3,
+                  ignore=None):
     """Batches of `shape` ids: one-hot/score arrays with an extra class axis last where not
     sparse."""
     def make():
-        y_true = sparse_ids(shape, k) if sparse_true else one_hot(shape, k)
+        y_true = sparse_ids(shape, k, ignore) if sparse_true else one_hot(shape, k)
         y_pred = sparse_ids(shape, k) if sparse_pred else scores((*shape, k))
         return with_weights({"y_true": y_true, "y_pred": y_pred}, weights, shape)
     return [make() for _ in range(n)]
@@ -157,7 +163,8 @@ SPARSE_CONFIGS = [
 @pytest.mark.parametrize("weights", [None, "elements", "scalar", "single"])
 def test_sparse_parity(metric, config, shape, weights):
     k = config["num_classes"]
-    check_parity(metric, config, sparse_batches(shape, k, weights))
+    check_parity(metric, config,
+                 sparse_batches(shape, k, weights, ignore=config.get("ignore_class")))
 
 
 def test_sparse_ids_of_different_shapes_with_as_many_elements():
@@ -277,7 +284,7 @@ def binary_batch(shape, threshold, weights=None):
     edge = np.array([t, np.nextafter(t, np.float32(-2)), np.nextafter(t, np.float32(2))])
     flat = y_pred.reshape(-1)
     flat[: min(3, flat.size)] = edge[: min(3, flat.size)]  # on and next to the threshold
-    y_true = rng.choice([0.0, 1.0, 1.0, 0.0, 2.0, -1.0], size=shape).astype(np.float32)
+    y_true = rng.choice([0.0, 1.0], size=shape).astype(np.float32)
     return with_weights({"y_true": y_true, "y_pred": y_pred}, weights, shape)
 
 
@@ -493,11 +500,53 @@ def test_keras_truncation_of_fractional_ids_depends_on_dtype():
     assert int_cm[0, 0] == 1 and float_cm[0, 0] == 0
 
 
-def test_integer_ids_out_of_range_are_dropped_not_rejected():
-    batch = [{"y_true": [0.0, 3, -1, 255, 1, 2], "y_pred": [0.0, 1, 1, 2, 7, -3]}]
-    check_parity("MeanIoU", {"num_classes": 3}, batch)
-    result, state = tally_result("MeanIoU", {"num_classes": 3}, batch)
-    assert state["value"] == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+OUT_OF_RANGE = [
+    # (metric, config, y_true, y_pred, what, offending ids as the detail lists them)
+    ("MeanIoU", {"num_classes": 3}, [0.0, 3, 1], [0.0, 1, 1], "y_true", "3"),
+    ("MeanIoU", {"num_classes": 3}, [0.0, -1, 255, 1], [0.0, 1, 2, 1], "y_true", "-1, 255"),
+    ("MeanIoU", {"num_classes": 3}, [0.0, 1, 2], [0.0, 7, -3], "y_pred", "-3, 7"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [1], "ignore_class": 255},
+     [0.0, 255, -1], [0.0, 1, 1], "y_true", "-1"),
+    ("MeanIoU", {"num_classes": 3, "ignore_class": 0}, [0.0, 1], [5.0, 9], "y_pred", "9"),
+    # An argmax over a class axis wider than num_classes.
+    ("OneHotMeanIoU", {"num_classes": 2}, [[0.0, 0, 1]], [[0.2, 0.7, 0.1]], "y_true", "2"),
+    ("MeanIoU", {"num_classes": 2, "sparse_y_pred": False}, [1.0], [[0.0, 0.1, 0.9]],
+     "y_pred", "2"),
+]
+
+
+@pytest.mark.parametrize(("metric", "config", "y_true", "y_pred", "what", "ids"), OUT_OF_RANGE)
+def test_ids_outside_the_classes_are_refused_naming_them_and_the_range(
+        metric, config, y_true, y_pred, what, ids):
+    """Keras silently drops such pairs; the contract makes labels outside what the metric
+    accepts a 422 (InvalidInput), whose detail names the input, the range and the ids."""
+    _, instance = REGISTRY.build(metric, config)
+    inputs = {"y_true": np.asarray(y_true, np.float32), "y_pred": np.asarray(y_pred, np.float32)}
+    k = config["num_classes"]
+    with pytest.raises(InvalidInput, match=rf"{what} class ids in \[0, {k}\).*: {ids}$"):
+        engine.contribution(instance, inputs, None)
+
+
+def test_a_true_ignore_class_drops_its_pair_whatever_the_prediction():
+    """A void label declared as ignore_class is the way to send segmentation maps with
+    255/-1 pixels: their pairs are dropped even when the prediction is out of range too."""
+    batch = [{"y_true": [0.0, 255, 255, 1], "y_pred": [0.0, 2, 300, 1]}]
+    check_parity("MeanIoU", {"num_classes": 3, "ignore_class": 255}, batch)
+    _, state = tally_result("MeanIoU", {"num_classes": 3, "ignore_class": 255}, batch)
+    assert state["value"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+
+
+def test_out_of_range_ids_over_http_are_422_and_change_nothing():
+    with TestClient(create_app(Settings(), store=MemoryStore())) as client:
+        client.put("/v1/sessions/seg", json={"metric": "MeanIoU", "config": {"num_classes": 3}})
+        client.post("/v1/sessions/seg/update", json={"y_true": [0, 1], "y_pred": [0, 1]})
+        before = client.get("/v1/sessions/seg/variables").json()
+        r = client.post("/v1/sessions/seg/update", json={"y_true": [0, 255], "y_pred": [0, 1]})
+        assert r.status_code == 422
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["detail"] == ("MeanIoU expects y_true class ids in [0, 3); got 1 id(s) "
+                                      "outside it: 255")
+        assert client.get("/v1/sessions/seg/variables").json() == before
 
 
 @pytest.mark.parametrize("axis", [1, -2, 5])

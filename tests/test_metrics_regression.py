@@ -205,7 +205,7 @@ def test_registry_aliases():
     ("CosineSimilarity", {"axis": "last"}, "axis must be an integer; got 'last'"),
     ("CosineSimilarity", {"axis": 1.0}, "axis must be an integer"),
     ("CosineSimilarity", {"axis": True}, "axis must be an integer"),
-    ("MeanSquaredError", {"dtype": "int32"}, "dtype must be one of"),
+    ("MeanSquaredError", {"dtype": "int8"}, "dtype must be one of"),
     ("RootMeanSquaredError", {"name": 5}, "name must be a string or null; got 5"),
     ("LogCoshError", {"axis": 1}, "unknown config key"),
 ])

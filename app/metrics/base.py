@@ -11,7 +11,9 @@ contribution, and load stored state into the variables to call `result`.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
@@ -133,10 +135,14 @@ class Metric:
             raise ConfigError(f"name must be a string or null; got {name!r}")
         # As in Keras, None and "" both mean the class name in snake_case.
         self.name = name or to_snake_case(type(self).__name__)
-        self.dtype = validate_dtype(dtype, FLOAT_DTYPES)
+        self.dtype = validate_dtype(dtype, FLOAT_DTYPES + INT_DTYPES)
         self._variables: list[Variable] = []
         self._layout: dict[str, Any] | None = None
         self._eager_count: int | None = None  # variables made in __init__, before any build
+        #: The most state elements this metric may hold (None: no limit). The service sets it
+        #: from its configured state limit; a first batch whose layout would build more is
+        #: refused before anything is allocated (see `ensure_built`).
+        self.max_state_elements: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -201,13 +207,49 @@ class Metric:
         self._layout = None
 
     def ensure_built(self, **layout: Any) -> None:
-        """Build on the first batch; refuse a later batch whose shapes imply another layout."""
+        """Build on the first batch; refuse a later batch whose shapes imply another layout,
+        and a first batch whose layout would exceed `max_state_elements`."""
         if self._layout is None:
+            check_state_size(self, self.layout_elements(layout), InvalidInput,
+                             f"with the layout {layout} of this first batch")
             self.build(layout)
         elif layout != self._layout:
             raise InvalidInput(
                 f"{type(self).__name__}'s variables were built for {self._layout} by the "
                 f"session's first batch; this batch implies {layout}")
+
+    # -- state size, known before any batch ---------------------------------------------
+    def state_elements(self) -> int | None:
+        """How many numbers the state holds (the sum of the variables' sizes); None for a lazy
+        metric before its first batch fixed the shapes (see `layout_elements`)."""
+        if not self.built:
+            return None
+        return sum(math.prod(v.shape) for v in self._variables)
+
+    def limit_state(self, max_elements: int | None) -> None:
+        """Set `max_state_elements` and check the config against it: a config whose state
+        would be larger is a ConfigError (422); a lazy metric is checked again, from its
+        layout, when its first batch arrives."""
+        self.max_state_elements = max_elements
+        check_state_size(self, self.state_elements(), ConfigError, "with this config")
+
+    def eager_elements(self) -> int:
+        """The elements of the variables made in `__init__` (all of them if not lazy)."""
+        count = len(self._variables) if self._eager_count is None else self._eager_count
+        return sum(math.prod(v.shape) for v in self._variables[:count])
+
+    def layout_elements(self, layout: dict[str, Any]) -> int:
+        """The elements the state would hold once built for `layout`, without building it."""
+        return self.eager_elements() + self.lazy_elements(**layout)
+
+    def lazy_elements(self, **layout: Any) -> int:
+        """The elements `build_variables(**layout)` would add. Built-in lazy metrics compute it
+        from the layout; this fallback (for plugins) builds a throwaway copy."""
+        probe = copy.copy(self)
+        probe._variables = list(self._variables)
+        probe._eager_count = self._eager_count
+        probe.build(layout)
+        return sum(math.prod(v.shape) for v in probe._variables) - self.eager_elements()
 
     # -- the Keras API -----------------------------------------------------------------
     def update_state(self, *args: Any, **kwargs: Any) -> None:
@@ -226,6 +268,16 @@ class Metric:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Metric:
         return cls(**config)
+
+
+def check_state_size(metric: Metric, elements: int | None, error: type[Exception],
+                     when: str) -> None:
+    """Refuse a state of more than `metric.max_state_elements` numbers (a 422: ConfigError
+    for a config, InvalidInput for a first batch)."""
+    limit = metric.max_state_elements
+    if limit is not None and elements is not None and elements > limit:
+        raise error(f"{type(metric).__name__} would keep {elements:,} state elements {when}; "
+                    f"the limit is {limit:,} per session")
 
 
 def validate_dtype(dtype: Any, allowed: Sequence[str]) -> str:

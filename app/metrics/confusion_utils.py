@@ -34,6 +34,7 @@ import numpy as np
 from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
 from app.metrics.base import Variable
+from app.metrics.limits import MAX_THRESHOLDS
 
 NEG_INF = -1e10
 """What `top_k` puts in place of the predictions it drops, and the default threshold of
@@ -58,18 +59,22 @@ def _is_number(x: Any) -> bool:
 
 
 def parse_init_thresholds(thresholds: Any, default_threshold: float = 0.5) -> list[float]:
-    """The threshold list a metric works with: `thresholds` (a number or a non-empty list of
-    numbers in [0, 1]) or `[default_threshold]` when it is None."""
+    """The threshold list a metric works with: `thresholds` (a number or a non-empty list of at
+    most MAX_THRESHOLDS numbers in [0, 1]) or `[default_threshold]` when it is None."""
     if thresholds is None:
         return [float(default_threshold)]
     values = list(thresholds) if isinstance(thresholds, list | tuple) else [thresholds]
     if not values:
         raise ConfigError("thresholds must be a number in [0, 1] or a non-empty list of them; "
                           "got an empty list")
+    if len(values) > MAX_THRESHOLDS:
+        raise ConfigError(f"thresholds may hold at most {MAX_THRESHOLDS} values (the state keeps "
+                          f"one count per threshold); got {len(values)}")
     bad = [t for t in values if not _is_number(t) or not 0.0 <= float(t) <= 1.0]
     if bad:
-        raise ConfigError(f"thresholds must be numbers in [0, 1]; got {thresholds!r} "
-                          f"(invalid: {bad!r})")
+        # Keras' wording first (its own tests match it), then what was given.
+        raise ConfigError(f"Threshold values must be in [0, 1]. Received: {bad[:10]!r} "
+                          f"(thresholds must be numbers in [0, 1]; got {thresholds!r})")
     return [float(t) for t in values]
 
 
@@ -147,8 +152,9 @@ def _select_class(y_true: np.ndarray, y_pred: np.ndarray,
                   class_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Column `class_id` of both, keeping the axis so per-row weights still line up."""
     if y_pred.ndim < 2:
-        raise InvalidInput(f"class_id={class_id} needs y_pred of shape (num_samples, "
-                           f"num_classes); got shape {list(y_pred.shape)}")
+        raise InvalidInput(f"When class_id is provided, y_pred must be a 2D array with shape "
+                           f"(num_samples, num_classes), found shape: {list(y_pred.shape)} "
+                           f"(class_id={class_id})")
     columns = y_pred.shape[-1]
     if class_id >= columns:
         raise InvalidInput(f"class_id={class_id} is out of range for y_pred with {columns} "

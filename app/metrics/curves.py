@@ -31,13 +31,7 @@ from app.metrics.confusion_utils import (
     is_evenly_distributed_thresholds,
     validate_class_id,
 )
-
-MAX_THRESHOLDS = 10_000
-"""The most thresholds a curve metric may keep (explicit AUC thresholds count with their two
-endpoints). Keras has no limit; the state is four arrays of this length."""
-
-MAX_STATE_ELEMENTS = 1_000_000
-"""The most elements one of AUC's multi-label variables may have (num_thresholds x labels)."""
+from app.metrics.limits import MAX_AUC_LABEL_ELEMENTS, MAX_THRESHOLDS
 
 CURVES = {"ROC": "ROC", "roc": "ROC", "PR": "PR", "pr": "PR", "PRGAIN": "PRGAIN",
           "prgain": "PRGAIN"}
@@ -67,18 +61,24 @@ def _require_bool(value: Any, what: str) -> bool:
 
 
 def _num_thresholds(value: Any, minimum: int) -> int:
-    """`num_thresholds`: an integer from `minimum` to MAX_THRESHOLDS."""
+    """`num_thresholds`: an integer from `minimum` to MAX_THRESHOLDS (Keras' wording for
+    the lower bound, which its own tests match)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
-            or not minimum <= int(value) <= MAX_THRESHOLDS:
+            or int(value) < minimum:
+        raise ConfigError(f"Argument `num_thresholds` must be an integer > {minimum - 1}. "
+                          f"Received: num_thresholds={value!r} (Tally takes integers in "
+                          f"[{minimum}, {MAX_THRESHOLDS}])")
+    if int(value) > MAX_THRESHOLDS:
         raise ConfigError(f"num_thresholds must be an integer in [{minimum}, {MAX_THRESHOLDS}]; "
-                          f"got {value!r}")
+                          f"got {value!r} (Tally keeps at most {MAX_THRESHOLDS} thresholds)")
     return int(value)
 
 
 def _target(value: Any, what: str) -> float:
     """The `*At*` family's target: a number in [0, 1]."""
     if not _is_real(value) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{what} must be a number in [0, 1]; got {value!r}")
+        raise ConfigError(f"Argument `{what}` must be in the range [0, 1]. Received: "
+                          f"{what}={value!r} (a number from 0 to 1)")
     return value  # echoed in the config exactly as given, like Keras
 
 
@@ -240,7 +240,7 @@ class AUC(Metric):
       is fixed by the session's first batch (Keras builds them on the first update) and a
       batch of another width is refused; with it they are built at once, and a batch of
       another width is refused too (Keras would broadcast a single column into every label).
-      At most 1,000,000 elements per variable (`MAX_STATE_ELEMENTS`).
+      At most 1,000,000 elements per variable (`MAX_AUC_LABEL_ELEMENTS`).
     * `label_weights`: with `multi_label`, the weights of the per-label AUCs; without it, each
       element's count is multiplied by its column's weight (which needs y_pred with that many
       columns).
@@ -257,12 +257,12 @@ class AUC(Metric):
                  label_weights: list[float] | None = None, from_logits: bool = False) -> None:
         super().__init__(name=name, dtype=dtype)
         if not isinstance(curve, str) or curve not in CURVES:
-            raise ConfigError(f"curve must be one of 'ROC', 'PR', 'PRGAIN' (or 'roc', 'pr', "
-                              f"'prgain'); got {curve!r}")
+            raise ConfigError(f'Invalid AUC curve value: "{curve}". Expected values are '
+                              '["PR", "ROC", "PRGAIN"] (or "pr", "roc", "prgain")')
         if not isinstance(summation_method, str) or summation_method not in SUMMATION_METHODS:
-            raise ConfigError("summation_method must be one of 'interpolation', 'majoring', "
-                              "'minoring' (or capitalised); got "
-                              f"{summation_method!r}")
+            raise ConfigError(f'Invalid AUC summation method value: "{summation_method}". '
+                              'Expected values are ["interpolation", "majoring", "minoring"] '
+                              '(or capitalised)')
         self.curve = CURVES[curve]
         self.summation_method = SUMMATION_METHODS[summation_method]
 
@@ -307,9 +307,9 @@ class AUC(Metric):
 
     # -- state ---------------------------------------------------------------------------
     def _check_labels(self, num_labels: int, error: type[Exception]) -> None:
-        if num_labels < 1 or self.num_thresholds * num_labels > MAX_STATE_ELEMENTS:
+        if num_labels < 1 or self.num_thresholds * num_labels > MAX_AUC_LABEL_ELEMENTS:
             raise error(f"AUC(multi_label=true) keeps num_thresholds x labels counts, at "
-                        f"most {MAX_STATE_ELEMENTS:,} and at least one label; got "
+                        f"most {MAX_AUC_LABEL_ELEMENTS:,} and at least one label; got "
                         f"{self.num_thresholds} x {num_labels}")
         _check_label_weights_fit(self.label_weights, num_labels, error)
 
@@ -321,6 +321,9 @@ class AUC(Metric):
             self._num_labels = num_labels
         (self.true_positives, self.false_positives, self.true_negatives,
          self.false_negatives) = _add_confusion_variables(self, shape)
+
+    def lazy_elements(self, **layout: Any) -> int:
+        return 4 * self.num_thresholds * int(layout["num_labels"])
 
     def build_variables(self, **layout: Any) -> None:
         self._create_variables(int(layout["num_labels"]), InvalidInput)

@@ -34,29 +34,40 @@ from app.metrics.base import Metric
 AVERAGES = (None, "micro", "macro", "weighted")
 
 
+# The messages are Keras' (its own tests match them), with what JSON callers need to know.
+
+
 def _check_average(average: Any) -> None:
     if not (average is None or (isinstance(average, str) and average in AVERAGES)):
-        raise ConfigError("average must be one of null, 'micro', 'macro' or 'weighted'; "
-                          f"got {average!r}")
+        raise ConfigError("Invalid `average` argument value. Expected one of: "
+                          "{None, 'micro', 'macro', 'weighted'}. "
+                          f"Received: average={average} (in JSON: null, \"micro\", \"macro\" "
+                          "or \"weighted\")")
 
 
 def _check_beta(beta: Any) -> None:
     # Keras insists on a Python float: `beta=2` is refused, `beta=2.0` accepted.
     if not isinstance(beta, float):
-        raise ConfigError(f"beta must be a float > 0 (write 2.0, not 2); got {beta!r} "
-                          f"of type {type(beta).__name__}")
-    if not math.isfinite(beta) or beta <= 0.0:
-        raise ConfigError(f"beta must be a finite float > 0; got {beta!r}")
+        raise ConfigError("Invalid `beta` argument value. It should be a Python float. "
+                          f"Received: beta={beta} of type '{type(beta)}' (write 2.0, not 2)")
+    if not math.isfinite(beta):
+        raise ConfigError(f"Invalid `beta` argument value. It should be a finite float > 0. "
+                          f"Received: beta={beta}")
+    if beta <= 0.0:
+        raise ConfigError(f"Invalid `beta` argument value. It should be > 0. Received: "
+                          f"beta={beta}")
 
 
 def _check_threshold(threshold: Any) -> None:
     if threshold is None:
         return
     if not isinstance(threshold, float):
-        raise ConfigError("threshold must be null (argmax) or a float in (0, 1] (write 1.0, "
-                          f"not 1); got {threshold!r} of type {type(threshold).__name__}")
+        raise ConfigError("Invalid `threshold` argument value. It should be a Python float. "
+                          f"Received: threshold={threshold} of type '{type(threshold)}' "
+                          "(null for the argmax, or a float such as 1.0, not 1)")
     if not 0.0 < threshold <= 1.0:  # also refuses NaN
-        raise ConfigError(f"threshold must be null or a float in (0, 1]; got {threshold!r}")
+        raise ConfigError("Invalid `threshold` argument value. It should verify "
+                          f"0 < threshold <= 1. Received: threshold={threshold}")
 
 
 def binarize(y_pred: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -96,14 +107,17 @@ class FBetaScore(Metric):
         self.false_negatives = self.add_variable(shape, name="false_negatives")
         self.intermediate_weights = self.add_variable(shape, name="intermediate_weights")
 
+    def lazy_elements(self, **layout: Any) -> int:
+        return 4 * int(layout.get("num_classes", 1))
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         what = type(self).__name__
         y_true = ops.as_array(y_true, self.dtype)
         y_pred = ops.as_array(y_pred, self.dtype)
         if y_true.ndim != 2 or y_pred.ndim != 2:
-            raise InvalidInput(f"{what} expects 2-D y_true and y_pred of shape (batch_size, "
-                               f"num_classes); got y_true {ops.shape_str(y_true)} and y_pred "
-                               f"{ops.shape_str(y_pred)}")
+            raise InvalidInput(f"{what} expects 2D inputs with shape (batch_size, output_dim). "
+                               f"Received input shapes: y_pred {ops.shape_str(y_pred)} and "
+                               f"y_true {ops.shape_str(y_true)}")
         ops.require_broadcastable(y_true, y_pred, what)
         num_classes = y_pred.shape[-1]
         width = np.broadcast_shapes(y_true.shape, y_pred.shape)[-1]

@@ -7,7 +7,9 @@ and columns the predicted class, holding the (weighted) number of pixels of each
 The update, as in Keras: take the argmax over `axis` where the input is not sparse (one-hot or
 scores), flatten y_true, y_pred and the weights, drop every pair whose true or predicted id is
 outside [0, num_classes) and every pair whose *true* id is `ignore_class` (a pair predicted as
-the ignored class is kept), then add the weights into the matrix. BinaryIoU first turns y_pred
+the ignored class is kept), then add the weights into the matrix. (Tally refuses a batch with
+ids outside [0, num_classes) other than a true `ignore_class` instead of dropping them; see
+below.) BinaryIoU first turns y_pred
 into class 1 where `y_pred >= threshold` (compared in float32; `>=`, unlike every other
 thresholded Keras metric) and 0 elsewhere.
 
@@ -33,9 +35,14 @@ Where Tally deliberately differs from Keras 3.15.1 (each difference is tested):
   with int32 a label of 1.99 becomes class 1 and -0.5 becomes class 0 (counted), while with
   `dtype="float32"` the same -0.5 is out of range (dropped). A fractional, NaN or infinite id
   is a malformed label, so Tally rejects the batch with InvalidInput instead of guessing.
-  Integer ids outside [0, num_classes) are silently dropped, exactly as in Keras (a "void" id
-  such as 255 or -1 is normal in segmentation maps). Ids that come from an argmax (one-hot
-  y_true, score y_pred) and BinaryIoU's thresholded y_pred are always integers.
+  Ids that come from an argmax (one-hot y_true, score y_pred) and BinaryIoU's thresholded
+  y_pred are always integers.
+* **Ids outside [0, num_classes) are refused (422), not dropped.** Keras silently drops every
+  pair with such an id; the HTTP contract makes "labels outside what the metric accepts" a
+  422, which also catches a session configured with too few classes. A "void" label
+  (255 or -1 in segmentation maps) is declared as `ignore_class`: a pair whose *true* id is
+  `ignore_class` is dropped whatever its prediction, as in Keras. An argmax over a class axis
+  wider than `num_classes` can give such ids too, and is refused the same way.
 * **`axis` only chooses the argmax axis.** Keras also uses it to sum the per-class IoU vector
   in `result()`, so any axis other than -1 or 0 (e.g. `axis=1` for channels-first maps) makes
   its `result()` raise. Tally sums the vector whatever `axis` is.
@@ -62,10 +69,11 @@ from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
 from app.metrics.accuracy import validate_flag, validate_threshold
 from app.metrics.base import FLOAT_DTYPES, INT_DTYPES, Metric, validate_dtype
+from app.metrics.limits import MAX_IOU_CLASSES
 from app.metrics.probabilistic import validate_axis, validate_ignore_class
 
-#: Largest `num_classes` a session may ask for (a 2048 x 2048 matrix is 4M cells).
-MAX_NUM_CLASSES = 2048
+#: Largest `num_classes` a session may ask for (see limits.py).
+MAX_NUM_CLASSES = MAX_IOU_CLASSES
 
 #: Keras' default IoU dtype ("int" in its constructor, reported as "int32").
 DEFAULT_DTYPE = "int32"
@@ -150,10 +158,25 @@ class _IoUBase(Metric):
         bad = ~np.isfinite(ids) | (ids != np.round(ids))
         if np.any(bad):
             raise InvalidInput(
-                f"{metric} expects {what} to be integer class ids (ids outside "
-                f"[0, {self.num_classes}) are ignored); got {int(np.count_nonzero(bad))} "
+                f"{metric} expects {what} to be integer class ids in "
+                f"[0, {self.num_classes}); got {int(np.count_nonzero(bad))} "
                 f"non-integer value(s), e.g. {ids[bad][:5].tolist()}")
         return ids
+
+    def _check_in_range(self, ids: np.ndarray, what: str) -> None:
+        """Class ids must lie in [0, num_classes) (a y_true id equal to `ignore_class` was
+        already set aside, with its pair). Keras drops other pairs silently; the contract
+        makes labels outside what the metric accepts a 422."""
+        bad = (ids < 0) | (ids >= self.num_classes)
+        if not np.any(bad):
+            return
+        values = np.unique(ids[bad])
+        ignore = ("" if self.ignore_class is None
+                  else f" (or ignore_class={self.ignore_class} in y_true)")
+        shown = ", ".join(str(int(v)) for v in values[:5]) + (", ..." if values.size > 5 else "")
+        raise InvalidInput(
+            f"{type(self).__name__} expects {what} class ids in [0, {self.num_classes})"
+            f"{ignore}; got {int(np.count_nonzero(bad))} id(s) outside it: {shown}")
 
     def _weights(self, sample_weight: Any, n: int, true_shape: tuple[int, ...]) -> np.ndarray:
         metric = type(self).__name__
@@ -181,9 +204,11 @@ class _IoUBase(Metric):
                 f"{pred_ids.size} (y_pred shape {ops.shape_str(y_pred)})")
         weights = self._weights(sample_weight, true_ids.size, true_shape)
         k = self.num_classes
-        keep = (true_ids >= 0) & (true_ids < k) & (pred_ids >= 0) & (pred_ids < k)
+        keep = np.ones(true_ids.shape, dtype=bool)
         if self.ignore_class is not None:
-            keep &= true_ids != self.ignore_class
+            keep = true_ids != self.ignore_class
+        self._check_in_range(true_ids[keep], "y_true")
+        self._check_in_range(pred_ids[keep], "y_pred")
         cells = true_ids[keep].astype(np.int64) * k + pred_ids[keep].astype(np.int64)
         counts = np.bincount(cells, weights=weights[keep], minlength=k * k)
         self.total_cm.assign_add(counts.reshape(k, k))

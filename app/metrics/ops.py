@@ -67,7 +67,7 @@ def reduce_to_samplewise_values(
         if values_ndim > weight_ndim:
             values = reduce_fn(values, axis=tuple(range(weight_ndim, values_ndim)))
         sample_weight = broadcast(sample_weight, values.shape, "sample_weight")
-        values = values * sample_weight
+        values = multiply(values, sample_weight)
         if weight_ndim > 1:
             sample_weight = reduce_fn(sample_weight, axis=tuple(range(1, weight_ndim)))
     if values.ndim > 1:
@@ -76,7 +76,22 @@ def reduce_to_samplewise_values(
 
 
 def mean(x: np.ndarray, axis: Any = None) -> np.ndarray:
+    """Keras `ops.mean`: in x's float dtype; integers and booleans give float32 (not a
+    truncated integer mean: `Mean(dtype="int32")` truncates only when it adds to its state)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return np.asarray(np.mean(x, axis=axis), dtype=np.float32)
     return np.mean(x, axis=axis, dtype=x.dtype)
+
+
+def multiply(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Keras `ops.multiply` type promotion: a float times an integer keeps the float's dtype
+    (numpy would widen float32 x int32 to float64)."""
+    float1, float2 = np.issubdtype(x1.dtype, np.floating), np.issubdtype(x2.dtype, np.floating)
+    if float1 and not float2:
+        x2 = x2.astype(x1.dtype)
+    elif float2 and not float1:
+        x1 = x1.astype(x2.dtype)
+    return x1 * x2
 
 
 def total(x: np.ndarray, axis: Any = None) -> np.ndarray:

@@ -192,15 +192,22 @@ class R2Score(Metric):
         super().__init__(name=name, dtype=dtype)
         if not (class_aggregation is None or (isinstance(class_aggregation, str)
                                               and class_aggregation in CLASS_AGGREGATIONS)):
-            raise ConfigError("class_aggregation must be one of null, 'uniform_average' or "
-                              f"'variance_weighted_average'; got {class_aggregation!r}")
+            # Keras' wording (its own tests match it), then the JSON spellings.
+            raise ConfigError("Invalid value for argument `class_aggregation`. Expected one of "
+                              "(None, 'uniform_average', 'variance_weighted_average'). "
+                              f"Received: class_aggregation={class_aggregation!r} (in JSON: "
+                              "null, \"uniform_average\" or \"variance_weighted_average\")")
         if (isinstance(num_regressors, bool) or not isinstance(num_regressors, int | float)
                 or not np.isfinite(num_regressors) or num_regressors < 0):
-            raise ConfigError("num_regressors must be a number >= 0 (0: the plain R2 score); "
-                              f"got {num_regressors!r}")
+            raise ConfigError("Invalid value for argument `num_regressors`. Expected a value "
+                              f">= 0 (0: the plain R2 score). Received: "
+                              f"num_regressors={num_regressors!r}")
         self.class_aggregation = class_aggregation
         self.num_regressors = num_regressors
         self.num_samples = self.add_variable((), name="num_samples", dtype="float32")
+
+    def lazy_elements(self, **layout: Any) -> int:
+        return 4 * int(layout["num_classes"])
 
     def build_variables(self, **layout: Any) -> None:
         shape = (int(layout["num_classes"]),)
@@ -214,9 +221,9 @@ class R2Score(Metric):
         y_pred = ops.as_array(y_pred, self.dtype)
         y_true, y_pred = ops.squeeze_or_expand_to_same_rank(y_true, y_pred)
         if y_true.ndim != 2 or y_pred.ndim != 2:
-            raise InvalidInput("R2Score expects 2-D y_true and y_pred of shape (batch_size, "
-                               f"num_outputs); got y_true {ops.shape_str(y_true)} and y_pred "
-                               f"{ops.shape_str(y_pred)} (after aligning their ranks)")
+            raise InvalidInput("R2Score expects 2D inputs with shape (batch_size, output_dim). "
+                               f"Received input shapes: y_pred {ops.shape_str(y_pred)} and "
+                               f"y_true {ops.shape_str(y_true)} (after aligning their ranks)")
         ops.require_broadcastable(y_true, y_pred, "R2Score")
         num_classes = y_pred.shape[-1]
         if y_true.shape[-1] not in (num_classes, 1):

@@ -1,0 +1,1 @@
+"""Keras' own metric test-suite, run against Tally's HTTP API (see plugin.py)."""
