@@ -49,7 +49,7 @@ class MetricPool:
 
     def build(self, metric: str, args: dict[str, Any]) -> Metric:
         _, instance = self.registry.build(metric, args)
-        instance.state_limit = self.state_limit
+        instance.limit_state(self.state_limit)
         return instance
 
     @contextmanager

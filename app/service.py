@@ -28,7 +28,7 @@ import anyio
 import numpy as np
 import orjson
 
-from app.errors import ConfigError, Conflict, InvalidInput, TallyError
+from app.errors import Conflict, InvalidInput, TallyError
 from app.metric_pool import MetricPool
 from app.metrics import engine
 from app.metrics.base import Metric
@@ -178,11 +178,7 @@ class Sessions:
     async def create(self, name: str, metric: str, config: dict[str, Any] | None,
                      ttl_seconds: int | None) -> tuple[dict[str, Any], bool]:
         spec, instance = self.registry.build(metric, config)
-        elements = engine.state_elements(instance)
-        if elements > self.max_state_elements:
-            raise ConfigError(f"{spec.name} with this config holds {elements} state elements; "
-                              f"the limit is {self.max_state_elements} "
-                              "(TALLY_MAX_STATE_ELEMENTS)")
+        instance.limit_state(self.max_state_elements)
         args = _jsonable(config or {})
         full = _jsonable(instance.get_config())
         meta = SessionMeta(name=name, metric=spec.name, args=args, config=full,

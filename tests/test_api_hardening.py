@@ -71,7 +71,7 @@ def test_state_limit_at_create(client):
                                              "config": {"num_classes": 101}})
     assert r.status_code == 422
     detail = r.json()["detail"]
-    assert "10201" in detail and "10000" in detail and "TALLY_MAX_STATE_ELEMENTS" in detail
+    assert "10,201" in detail and "10,000" in detail and "TALLY_MAX_STATE_ELEMENTS" in detail
     assert client.get("/v1/sessions/big").status_code == 404
     ok = client.put("/v1/sessions/ok", json={"metric": "MeanIoU",
                                              "config": {"num_classes": 100}})

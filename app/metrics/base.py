@@ -126,10 +126,6 @@ class Metric:
     #: An instance may set it when only some configs are lazy (AUC multi-label, no num_labels).
     lazy: bool = False
 
-    #: The most state elements a build may create (set by the service from its settings);
-    #: a lazy metric's first batch that implies more is refused before anything is stored.
-    state_limit: int | None = None
-
     def __init__(self, name: str | None = None, dtype: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise ConfigError(f"name must be a string or null; got {name!r}")
@@ -193,12 +189,6 @@ class Metric:
         self.unbuild()
         self._layout = dict(layout)
         self.build_variables(**layout)
-        elements = sum(int(v.initial_value.size) for v in self._variables)
-        if self.state_limit is not None and elements > self.state_limit:
-            self.unbuild()
-            raise InvalidInput(
-                f"{type(self).__name__} would hold {elements} state elements for this batch's "
-                f"shapes {layout}; the limit is {self.state_limit} (TALLY_MAX_STATE_ELEMENTS)")
 
     def unbuild(self) -> None:
         if self._eager_count is None:
@@ -277,7 +267,7 @@ def check_state_size(metric: Metric, elements: int | None, error: type[Exception
     limit = metric.max_state_elements
     if limit is not None and elements is not None and elements > limit:
         raise error(f"{type(metric).__name__} would keep {elements:,} state elements {when}; "
-                    f"the limit is {limit:,} per session")
+                    f"the limit is {limit:,} per session (TALLY_MAX_STATE_ELEMENTS)")
 
 
 def validate_dtype(dtype: Any, allowed: Sequence[str]) -> str:

@@ -106,11 +106,6 @@ def slots(metric: Metric) -> list[Slot]:
     return out
 
 
-def state_elements(metric: Metric) -> int:
-    """Elements of the metric's state as built (a lazy metric before its layout: 0)."""
-    return sum(int(v.initial_value.size) for v in metric.variables)
-
-
 def to_differences(array: np.ndarray) -> np.ndarray:
     """A reverse cumulative sum along axis 0 as its per-bucket differences (linear, so sums of
     differences are differences of sums)."""
