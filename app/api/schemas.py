@@ -9,8 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 Nested = Any  # a number or a nested list of numbers
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every 4xx/5xx answer (application/problem+json)."""
+
+    type: str = Field(description="always about:blank: the status says what happened")
+    title: str = Field(description="the HTTP reason phrase of the status")
+    status: int
+    detail: str = Field(description="what was expected and what was received")
+    current_epoch: int | SkipJsonSchema[None] = Field(
+        None, description="the session's epoch, on a 409 caused by an epoch precondition")
+
+
+class Status(BaseModel):
+    status: str = Field(description="ok (healthz) or ready (readyz)")
 
 
 class VariableSpec(BaseModel):
