@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.api.responses import JSON
 from app.errors import TallyError
@@ -16,6 +17,7 @@ from app.errors import TallyError
 log = logging.getLogger("tally")
 PROBLEM = "application/problem+json"
 STATUSES = {s.value for s in HTTPStatus}
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 #: When each error status is answered (the OpenAPI description of the status).
@@ -76,16 +78,26 @@ async def validation_error(_: Request, exc: Exception) -> JSON:
     return problem(422, "Unprocessable Content", "; ".join(parts))
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path. Starlette's 405 names only the methods
+    of the first route whose path matched, and FastAPI makes one route per method; so each
+    method is tried against the router."""
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
+
+
 async def http_error(request: Request, exc: Exception) -> JSON:
-    """Starlette's own errors (no route, wrong method), keeping their headers: a 405 carries
-    `Allow`, the methods the path answers."""
+    """Starlette's own errors (no route, wrong method), keeping their headers; a 405's `Allow`
+    lists every method the path answers."""
     assert isinstance(exc, StarletteHTTPException)
     title = HTTPStatus(exc.status_code).phrase if exc.status_code in STATUSES else "Error"
     detail = str(exc.detail)
-    allowed = (exc.headers or {}).get("Allow")
-    if exc.status_code == 405 and allowed:
-        detail = f"this path answers {allowed}; got {request.method}"
-    return problem(exc.status_code, title, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+        detail = f"this path answers {headers['Allow']}; got {request.method}"
+    return problem(exc.status_code, title, detail, headers=headers)
 
 
 async def unexpected_error(_: Request, exc: Exception) -> JSON:

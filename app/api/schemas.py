@@ -116,13 +116,19 @@ class Catalogue(BaseModel):
 
 
 # -- request bodies (documentation only; codecs.py decodes them) ----------------------------
-class CreateBody(BaseModel):
+class Body(BaseModel):
+    """Unknown fields are refused (422): the documented bodies say so."""
+
+    model_config = {"extra": "forbid"}
+
+
+class CreateBody(Body):
     metric: str = Field(examples=["Precision"])
     config: dict[str, Any] | None = Field(None, examples=[{"thresholds": [0.3, 0.7]}])
     ttl_seconds: int | None = Field(None, ge=1)
 
 
-class UpdateBody(BaseModel):
+class UpdateBody(Body):
     y_true: Nested = None
     y_pred: Nested = None
     values: Nested = Field(None, description="instead of y_true/y_pred for Mean and Sum")
@@ -130,12 +136,12 @@ class UpdateBody(BaseModel):
     epoch: int | None = Field(None, ge=0)
 
 
-class MergeBody(BaseModel):
+class MergeBody(Body):
     variables: dict[str, Nested]
     epoch: int | None = Field(None, ge=0)
 
 
-class ResetBody(BaseModel):
+class ResetBody(Body):
     epoch: int | None = Field(None, ge=0)
 
 
