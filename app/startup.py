@@ -315,20 +315,22 @@ def checked_app() -> FastAPI:
     """The application, after every check; or the process ends with one line."""
     from app.api.app import create_app
 
+    how = Serving(1)
     try:
+        how = serving()
         settings = load_settings()
-        check_processes(settings, serving())
+        check_processes(settings, how)
         check_redis_mode(settings)
         return create_app(settings)
     except StartupRefused as exc:
-        refuse(str(exc))
+        refuse(str(exc), how)
     except ConfigError as exc:  # a plugin that does not load
-        refuse(exc.detail)
+        refuse(exc.detail, how)
 
 
-def refuse(message: str, how: Serving | None = None) -> NoReturn:
+def refuse(message: str, how: Serving) -> NoReturn:
     print(f"tally: cannot start: {message}", file=sys.stderr, flush=True)
-    stop_supervisor(how or serving())
+    stop_supervisor(how)
     raise SystemExit(EXIT_STARTUP_FAILURE)
 
 

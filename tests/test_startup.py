@@ -149,6 +149,18 @@ def test_without_uvicorn_the_worker_count_is_web_concurrency(env):
         startup.serving()
 
 
+def test_only_the_own_parent_supervisor_is_ever_stopped():
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        startup.stop_supervisor(startup.Serving(2, bystander.pid))  # not our parent
+        startup.stop_supervisor(startup.Serving(2, None))
+        startup.stop_supervisor(startup.Serving(1))
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def test_several_processes_need_redis():
     with pytest.raises(startup.StartupRefused, match=re.escape(startup.ONE_PROCESS)):
         startup.check_processes(Settings(), startup.Serving(2))
