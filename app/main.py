@@ -1,5 +1,8 @@
-"""The ASGI application: `uvicorn app.main:app`."""
+"""The ASGI application: `uvicorn app.main:app`.
 
-from app.api.app import create_app
+Importing it runs the start-up checks of `app.startup` in each server process: a configuration
+that cannot serve correctly ends the process with one line on stderr and exit status 3."""
 
-app = create_app()
+from app.startup import checked_app
+
+app = checked_app()

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Scope = Literal["read", "write", "admin"]
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class TokenGrant(BaseModel):
-    """What one bearer token may do: scopes, and optionally only names under a prefix."""
+    """What one bearer token may do: scopes, and optionally only names under a prefix.
 
-    scopes: list[Scope]
+    A grant with no scope would let its token in and then allow nothing; an unknown key (a
+    misspelt `prefix`) would silently widen the token to every session: both are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scopes: list[Scope] = Field(min_length=1)
     prefix: str = ""
 
 
@@ -36,6 +42,26 @@ class Settings(BaseSettings):
     worker_threads: int = Field(2, ge=1, le=64)
     redis_replica_acks: int = Field(0, ge=0, le=16)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_are_bearer_values(cls, tokens: dict[str, TokenGrant]) -> dict[str, TokenGrant]:
+        """A token is what follows `Bearer ` in a header: visible characters, no spaces."""
+        for position, token in enumerate(tokens, 1):
+            if not token or not token.isprintable() or any(c.isspace() for c in token):
+                raise ValueError(f"token #{position} must be 1 or more visible characters "
+                                 "without spaces")
+        return tokens
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_has_a_scheme(cls, url: str | None) -> str | None:
+        """An empty value counts as unset (the in-memory store), as it does in most tools."""
+        if not url:
+            return None
+        if not url.startswith(REDIS_SCHEMES):
+            raise ValueError(f"should be a URL starting with {', '.join(REDIS_SCHEMES)}")
+        return url
 
     def plugin_modules(self) -> list[str]:
         return [m.strip() for m in self.plugins.split(",") if m.strip()]

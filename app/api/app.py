@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from app.api import catalogue, health, problems, sessions
 from app.metrics.plugins import load_plugins
 from app.metrics.registry import builtin_registry
+from app.openapi import tally_openapi
 from app.service import Sessions
 from app.settings import Settings
+from app.startup import RedisModeProbe
 from app.store.base import Store
 from app.store.memory import MemoryStore
 from app.store.redis import RedisStore
@@ -35,19 +37,23 @@ def make_store(settings: Settings) -> Store:
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """The app. Plugins load here, not at the first request nor in the lifespan, so that one
+    that does not load stops the start-up with its own message (`ConfigError`)."""
     settings = settings or Settings()
+    registry = builtin_registry()
+    load_plugins(registry, settings.plugin_modules())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = builtin_registry()
-        load_plugins(registry, settings.plugin_modules())
         owned = store or make_store(settings)
+        probe = RedisModeProbe(settings) if store is None and settings.redis_url else None
         app.state.settings = settings
         app.state.sessions = Sessions(
             owned, registry, max_ttl_seconds=settings.max_ttl_seconds,
             max_state_elements=settings.max_state_elements,
             metric_cache_bytes=settings.metric_cache_bytes,
             worker_threads=settings.worker_threads)
+        app.state.redis_mode_probe = probe
         if not settings.tokens:
             log.warning("TALLY_TOKENS is not set: the API is open to anyone who can reach it")
         if not settings.redis_url:
@@ -57,11 +63,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             yield
         finally:
             await owned.close()
+            if probe is not None:
+                await probe.close()
 
-    app = FastAPI(title="Tally", version="1",
-                  description="Keras-exact streaming metrics as a service.",
+    app = FastAPI(title="Tally", version="1.1",
+                  description="Keras-exact streaming metrics as a service. Errors are RFC 9457 "
+                              "problem documents (application/problem+json).",
                   lifespan=lifespan)
     problems.install(app)
     for router in (sessions.router, catalogue.router, health.router):
         app.include_router(router)
+    app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]
     return app

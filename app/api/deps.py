@@ -1,4 +1,7 @@
-"""Dependencies shared by the routers: the services, the settings, and authorisation."""
+"""Dependencies shared by the routers: the services, the settings, and authorisation.
+
+Every dependency is `async def`: FastAPI runs a plain `def` dependency in the thread pool, one
+thread hop per dependency and request, which the hot routes (update, result) cannot afford."""
 
 from __future__ import annotations
 
@@ -11,16 +14,17 @@ from app.errors import Forbidden, Unauthorized
 from app.service import Sessions
 from app.settings import Scope, Settings, TokenGrant
 
-#: A scope grants itself and the ones below it: admin > write > read.
+#: A scope grants itself and the ones below it: admin > write > read. `read` is every GET,
+#: `write` what a trainer does (create, update, merge, reset), `admin` also deletes.
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
 
 
-def get_sessions(request: Request) -> Sessions:
+async def get_sessions(request: Request) -> Sessions:
     sessions: Sessions = request.app.state.sessions
     return sessions
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -50,7 +54,7 @@ def _has_scope(grant: TokenGrant, scope: Scope) -> bool:
 def authorize(scope: Scope) -> object:
     """A dependency: the caller's token must carry `scope` and cover the path's session name."""
 
-    def check(request: Request, settings: SettingsDep) -> TokenGrant | None:
+    async def check(request: Request, settings: SettingsDep) -> TokenGrant | None:
         grant = _grant(request, settings)
         if grant is None:
             return None

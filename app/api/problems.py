@@ -3,22 +3,61 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.api.responses import JSON
 from app.errors import TallyError
 
 log = logging.getLogger("tally")
 PROBLEM = "application/problem+json"
+STATUSES = {s.value for s in HTTPStatus}
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSON:
+#: When each error status is answered (the OpenAPI description of the status).
+WHEN = {
+    400: "The body is not JSON, or a field cannot be decoded into a numeric array at all.",
+    401: "Tokens are configured and the request has no valid `Authorization: Bearer` token.",
+    403: "The token lacks the scope this route needs, or the session-name prefix.",
+    404: "No such session, or no such metric class.",
+    409: "The session exists with another config, or the epoch precondition does not match "
+         "(`current_epoch` says the session's epoch).",
+    413: "The body, or the batch, is larger than the configured limit.",
+    415: "The Content-Type is not one this route reads.",
+    422: "Well-formed but invalid: fields, config, shapes, values, `Idempotency-Key`.",
+    503: "The store is unreachable: nothing was applied. Retry.",
+    504: "The store did not answer in time after the request was sent: it may or may not have "
+         "been applied. Retry with the same `Idempotency-Key`.",
+    507: "The store is out of memory: nothing was applied.",
+}
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+HEADER_DOCS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that answers these error statuses, as problem documents."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        documented[status] = {"description": WHEN[status],
+                              "content": {PROBLEM: {"schema": PROBLEM_REF}}}
+        if status in HEADER_DOCS:
+            documented[status]["headers"] = HEADER_DOCS[status]
+    return documented
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSON:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSON(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -39,10 +78,26 @@ async def validation_error(_: Request, exc: Exception) -> JSON:
     return problem(422, "Unprocessable Content", "; ".join(parts))
 
 
-async def http_error(_: Request, exc: Exception) -> JSON:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path. Starlette's 405 names only the methods
+    of the first route whose path matched, and FastAPI makes one route per method; so each
+    method is tried against the router."""
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
+
+
+async def http_error(request: Request, exc: Exception) -> JSON:
+    """Starlette's own errors (no route, wrong method), keeping their headers; a 405's `Allow`
+    lists every method the path answers."""
     assert isinstance(exc, StarletteHTTPException)
-    titles = {404: "Not Found", 405: "Method Not Allowed"}
-    return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+    title = HTTPStatus(exc.status_code).phrase if exc.status_code in STATUSES else "Error"
+    detail = str(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+        detail = f"this path answers {headers['Allow']}; got {request.method}"
+    return problem(exc.status_code, title, detail, headers=headers)
 
 
 async def unexpected_error(_: Request, exc: Exception) -> JSON:

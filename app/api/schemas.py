@@ -9,8 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 Nested = Any  # a number or a nested list of numbers
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every 4xx/5xx answer (application/problem+json)."""
+
+    type: str = Field(description="always about:blank: the status says what happened")
+    title: str = Field(description="the HTTP reason phrase of the status")
+    status: int
+    detail: str = Field(description="what was expected and what was received")
+    current_epoch: int | SkipJsonSchema[None] = Field(
+        None, description="the session's epoch, on a 409 caused by an epoch precondition")
+
+
+class Status(BaseModel):
+    status: str = Field(description="ok (healthz) or ready (readyz)")
 
 
 class VariableSpec(BaseModel):
@@ -102,13 +118,19 @@ class Catalogue(BaseModel):
 
 
 # -- request bodies (documentation only; codecs.py decodes them) ----------------------------
-class CreateBody(BaseModel):
+class Body(BaseModel):
+    """Unknown fields are refused (422): the documented bodies say so."""
+
+    model_config = {"extra": "forbid"}
+
+
+class CreateBody(Body):
     metric: str = Field(examples=["Precision"])
     config: dict[str, Any] | None = Field(None, examples=[{"thresholds": [0.3, 0.7]}])
     ttl_seconds: int | None = Field(None, ge=1)
 
 
-class UpdateBody(BaseModel):
+class UpdateBody(Body):
     y_true: Nested = None
     y_pred: Nested = None
     values: Nested = Field(None, description="instead of y_true/y_pred for Mean and Sum")
@@ -116,12 +138,12 @@ class UpdateBody(BaseModel):
     epoch: int | None = Field(None, ge=0)
 
 
-class MergeBody(BaseModel):
+class MergeBody(Body):
     variables: dict[str, Nested]
     epoch: int | None = Field(None, ge=0)
 
 
-class ResetBody(BaseModel):
+class ResetBody(Body):
     epoch: int | None = Field(None, ge=0)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.api import codecs
 from app.api.deps import Admin, Read, SessionsDep, SettingsDep, Write
+from app.api.problems import errors
 from app.api.responses import JSON
 from app.api.schemas import (
     CREATE_BODY,
@@ -72,9 +73,11 @@ def _applied(outcome: AppliedOutcome) -> JSON:
 
 
 @router.put("/{name}", response_model=SessionDoc, status_code=201,
-            responses={200: {"model": SessionDoc}}, openapi_extra=CREATE_BODY)
+            responses={200: {"model": SessionDoc},
+                       **errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, 507)},
+            openapi_extra=CREATE_BODY)
 async def create_session(name: str, request: Request, sessions: SessionsDep,
-                         settings: SettingsDep, _: Admin) -> JSON:
+                         settings: SettingsDep, _: Write) -> JSON:
     """Create a session (idempotent: 200 when it exists with an equal config, 409 if not)."""
     if not valid_name(name):
         raise InvalidInput(f"invalid session name {name!r}: expected 1-200 characters of "
@@ -95,7 +98,7 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
     return JSON(document, status_code=201 if created else 200)
 
 
-@router.get("", response_model=SessionList)
+@router.get("", response_model=SessionList, responses=errors(401, 422, 503))
 async def list_sessions(sessions: SessionsDep, grant: Read,
                         prefix: str = Query("", max_length=200),
                         limit: int = Query(100, ge=1, le=1000),
@@ -106,18 +109,19 @@ async def list_sessions(sessions: SessionsDep, grant: Read,
     return JSON(await sessions.listing(prefix, cursor, limit, own))
 
 
-@router.get("/{name}", response_model=SessionWithResult)
+@router.get("/{name}", response_model=SessionWithResult, responses=errors(401, 403, 404, 503))
 async def get_session(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.get(_name(name)))
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 503, 504))
 async def delete_session(name: str, sessions: SessionsDep, _: Admin) -> Response:
     await sessions.delete(_name(name))
     return Response(status_code=204)
 
 
-@router.post("/{name}/update", response_model=Applied, openapi_extra=UPDATE_BODY)
+@router.post("/{name}/update", response_model=Applied, openapi_extra=UPDATE_BODY,
+             responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, 507))
 async def update(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
                  _: Write, epoch: int | None = Query(None, ge=0, le=MAX_EPOCH),
                  idempotency_key: str | None = IdempotencyKey) -> JSON:
@@ -141,7 +145,8 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
     return _applied(outcome)
 
 
-@router.post("/{name}/merge", response_model=Applied, openapi_extra=MERGE_BODY)
+@router.post("/{name}/merge", response_model=Applied, openapi_extra=MERGE_BODY,
+             responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, 507))
 async def merge(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
                 _: Write, idempotency_key: str | None = IdempotencyKey) -> JSON:
     """Add pre-aggregated variables, as Keras' `merge_state` would."""
@@ -161,19 +166,21 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
     return _applied(outcome)
 
 
-@router.get("/{name}/result", response_model=ResultDoc)
+@router.get("/{name}/result", response_model=ResultDoc, responses=errors(401, 403, 404, 503))
 async def result(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.result(_name(name)))
 
 
-@router.get("/{name}/variables", response_model=VariablesDoc)
+@router.get("/{name}/variables", response_model=VariablesDoc,
+            responses=errors(401, 403, 404, 503))
 async def variables(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.variables(_name(name)))
 
 
-@router.post("/{name}/reset", response_model=ResetAnswer, openapi_extra=RESET_BODY)
+@router.post("/{name}/reset", response_model=ResetAnswer, openapi_extra=RESET_BODY,
+             responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, 507))
 async def reset(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
-                _: Admin) -> JSON:
+                _: Write) -> JSON:
     """Close the current epoch (its result goes to the history) and open the next one.
     Optional body `{"epoch": N}`: reset only if the session is at epoch N (else 409), so that
     several trainers resetting at the end of the same epoch reset it once."""
@@ -183,11 +190,11 @@ async def reset(name: str, request: Request, sessions: SessionsDep, settings: Se
     return JSON(await sessions.reset(name, _epoch(body.get("epoch"), "'epoch'")))
 
 
-@router.get("/{name}/config", response_model=ConfigDoc)
+@router.get("/{name}/config", response_model=ConfigDoc, responses=errors(401, 403, 404, 503))
 async def config(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.config(_name(name)))
 
 
-@router.get("/{name}/history", response_model=History)
+@router.get("/{name}/history", response_model=History, responses=errors(401, 403, 404, 503))
 async def history(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.history(_name(name)))
