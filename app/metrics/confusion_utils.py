@@ -249,6 +249,31 @@ def _at_or_below(hist: np.ndarray) -> np.ndarray:
     return np.cumsum(hist, axis=1)[:, :-1]
 
 
+#: Below this many sample x threshold pairs, comparing every prediction with every threshold
+#: costs fewer numpy calls than ranks and histograms (small batches are the hot path); above
+#: it, the rank path keeps memory at O(samples + thresholds).
+DIRECT_ELEMENTS = 4096
+
+
+def _direct_counts(y_pred: np.ndarray, is_positive: np.ndarray, weight: np.ndarray,
+                   thresholds: np.ndarray, conditions: Sequence[ConfusionMatrix]
+                   ) -> dict[ConfusionMatrix, np.ndarray]:
+    """The counts the rank path gives, by direct comparison (`y_pred > t`; NaN is above
+    nothing), for the requested conditions only; shape (1, T) like the rank path's."""
+    above = y_pred[:, None] > thresholds[None, :]
+    w = np.asarray(weight, np.float64)
+    on_true = np.where(is_positive, w, 0.0)[:, None]
+    on_false = np.where(is_positive, 0.0, w)[:, None]
+    pick = {
+        ConfusionMatrix.TRUE_POSITIVES: (above, on_true),
+        ConfusionMatrix.FALSE_POSITIVES: (above, on_false),
+        ConfusionMatrix.TRUE_NEGATIVES: (~above, on_false),
+        ConfusionMatrix.FALSE_NEGATIVES: (~above, on_true),
+    }
+    return {cond: np.where(pick[cond][0], pick[cond][1], 0.0).sum(axis=0)[None, :]
+            for cond in conditions}
+
+
 # -- the update ------------------------------------------------------------------------------
 
 
@@ -304,6 +329,9 @@ def confusion_counts(
             ConfusionMatrix.TRUE_NEGATIVES: hist_false.sum(axis=1, keepdims=True) - fp,
             ConfusionMatrix.FALSE_NEGATIVES: hist_true.sum(axis=1, keepdims=True) - tp,
         }
+    elif not multi_label and y_pred.size * num_thresholds <= DIRECT_ELEMENTS:
+        counts = _direct_counts(y_pred, is_positive, weight,
+                                np.asarray(thresholds, dtype=STATE_DTYPE), conditions)
     else:
         ranks, order = _generic_ranks(y_pred, np.asarray(thresholds, dtype=STATE_DTYPE))
         true_w = np.where(is_positive, weight, 0)

@@ -121,11 +121,37 @@ def from_differences(array: np.ndarray) -> np.ndarray:
     return np.flip(np.cumsum(np.flip(array, 0), axis=0), 0)
 
 
-def _shifted(runs: Runs, offset: int) -> Runs:
-    return Runs(runs.starts + offset, runs.counts, runs.values)
+#: A `sum` variable of at most this many elements travels whole (one run) when a batch moved
+#: it: for small states, finding the touched elements costs more numpy calls than the zeros
+#: it saves (a small-batch update is a hot path).
+SMALL_VARIABLE = 64
 
 
-def _add_runs(target: Contribution, slot: Slot, value: np.ndarray) -> None:
+class _RunsCollector:
+    """Runs of one batch, gathered per variable and concatenated once."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
+            "sum": [], "max": [], "min": []}
+
+    def whole(self, kind: str, offset: int, values: np.ndarray) -> None:
+        self.parts[kind].append((np.array([offset]), np.array([values.size]), values))
+
+    def runs(self, kind: str, runs: Runs, offset: int) -> None:
+        if len(runs):
+            self.parts[kind].append((runs.starts + offset, runs.counts, runs.values))
+
+    def build(self, kind: str) -> Runs:
+        parts = self.parts[kind]
+        if not parts:
+            return Runs()
+        if len(parts) == 1:
+            return Runs(*parts[0])
+        starts, counts, values = zip(*parts, strict=True)
+        return Runs(np.concatenate(starts), np.concatenate(counts), np.concatenate(values))
+
+
+def _add_runs(target: _RunsCollector, slot: Slot, value: np.ndarray) -> None:
     """Record `value` (the variable after one update from its initial value) as runs."""
     variable = slot.variable
     initial = variable.initial_value.astype(np.float64)
@@ -135,17 +161,25 @@ def _add_runs(target: Contribution, slot: Slot, value: np.ndarray) -> None:
         if variable.cumulative:
             delta = to_differences(delta)
         delta = delta.ravel()
+        if delta.size <= SMALL_VARIABLE:
+            if delta.any():  # NaN counts as a change: it poisons the state, as in Keras
+                target.whole("sum", slot.offset, delta)
+            return
         changed = np.flatnonzero((delta != 0) | np.isnan(delta))
-        target.sum_runs = target.sum_runs.concat(
-            _shifted(Runs.from_indices(changed, delta, SUM_GAP), slot.offset))
+        target.runs("sum", Runs.from_indices(changed, delta, SUM_GAP), slot.offset)
         return
     initial, after = initial.ravel(), after.ravel()
     changed = np.flatnonzero((after != initial) | np.isnan(after))
-    runs = _shifted(Runs.from_indices(changed, after), slot.offset)
-    if variable.aggregation == "max":
-        target.max_runs = target.max_runs.concat(runs)
-    else:
-        target.min_runs = target.min_runs.concat(runs)
+    target.runs(variable.aggregation, Runs.from_indices(changed, after), slot.offset)
+
+
+def _contribution_of(samples: int, metric: Metric, slot_list: list[Slot],
+                     values: list[np.ndarray]) -> Contribution:
+    collector = _RunsCollector()
+    for slot, value in zip(slot_list, values, strict=True):
+        _add_runs(collector, slot, value)
+    return Contribution(collector.build("sum"), collector.build("max"), collector.build("min"),
+                        samples, metric.layout, slot_list)
 
 
 def count_samples(inputs: dict[str, np.ndarray]) -> int:
@@ -193,10 +227,9 @@ def contribution(metric: Metric, inputs: dict[str, np.ndarray],
     prepare(metric, layout)
     metric.reset_state()
     _update(metric, inputs, sample_weight)
-    result = Contribution(samples=count_samples(inputs), layout=metric.layout,
-                          slots=slots(metric))
-    for slot in result.slots:
-        _add_runs(result, slot, slot.variable.value)
+    slot_list = slots(metric)
+    result = _contribution_of(count_samples(inputs), metric, slot_list,
+                              [s.variable.value for s in slot_list])
     if check_additive:
         once = [np.array(v.value, dtype=np.float64) for v in metric.variables]
         _update(metric, inputs, sample_weight)
@@ -230,7 +263,7 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
     if unknown:
         raise InvalidInput(f"unknown variable(s) {unknown} for {type(metric).__name__}; "
                            f"expected names among {list(by_name)}")
-    result = Contribution(samples=0, layout=metric.layout, slots=list(by_name.values()))
+    given: dict[str, np.ndarray] = {}
     for name, raw in values.items():
         slot = by_name[name]
         variable = slot.variable
@@ -244,10 +277,11 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
                                f"got shape {list(array.shape)}")
         if not np.all(np.isfinite(array)):
             raise InvalidInput(f"variable {name!r} contains NaN or infinity")
-        if variable.aggregation == "sum":
-            array = array + variable.initial_value
-        _add_runs(result, slot, array)
-    return result
+        given[name] = array + variable.initial_value if variable.aggregation == "sum" else array
+    chosen = [s for s in by_name.values() if s.variable.name in given]  # in variable order
+    merged = _contribution_of(0, metric, chosen, [given[s.variable.name] for s in chosen])
+    merged.slots = list(by_name.values())
+    return merged
 
 
 def load_state(metric: Metric, state: State | Mapping[str, float],

@@ -106,7 +106,7 @@ class State:
         if not len(runs):
             return
         idx = runs.indices()
-        self.sums = _grown(self.sums, int(idx[-1]) + 1, 0.0)
+        self.sums = _grown(self.sums, int(idx.max()) + 1, 0.0)
         self.sums[idx] += runs.values
 
     def extreme(self, runs: Runs, kind: str) -> None:
