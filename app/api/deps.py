@@ -51,20 +51,26 @@ def _has_scope(grant: TokenGrant, scope: Scope) -> bool:
     return max(SCOPE_RANK[s] for s in grant.scopes) >= SCOPE_RANK[scope]
 
 
-def authorize(scope: Scope) -> object:
-    """A dependency: the caller's token must carry `scope` and cover the path's session name."""
+async def require(request: Request, scope: Scope) -> TokenGrant | None:
+    """The caller's grant if its token carries `scope` and covers the path's session name;
+    None when the service is open."""
+    grant = _grant(request, request.app.state.settings)
+    if grant is None:
+        return None
+    if not _has_scope(grant, scope):
+        raise Forbidden(f"this token has scopes {grant.scopes}; the request needs {scope!r}")
+    name = request.path_params.get("name")
+    if name is not None and not name.startswith(grant.prefix):
+        raise Forbidden(f"this token is limited to sessions named {grant.prefix!r}...; "
+                        f"got {name!r}")
+    return grant
 
-    async def check(request: Request, settings: SettingsDep) -> TokenGrant | None:
-        grant = _grant(request, settings)
-        if grant is None:
-            return None
-        if not _has_scope(grant, scope):
-            raise Forbidden(f"this token has scopes {grant.scopes}; the request needs {scope!r}")
-        name = request.path_params.get("name")
-        if name is not None and not name.startswith(grant.prefix):
-            raise Forbidden(f"this token is limited to sessions named {grant.prefix!r}...; "
-                            f"got {name!r}")
-        return grant
+
+def authorize(scope: Scope) -> object:
+    """A dependency: `require(request, scope)`."""
+
+    async def check(request: Request) -> TokenGrant | None:
+        return await require(request, scope)
 
     return Depends(check)
 

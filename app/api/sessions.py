@@ -8,7 +8,8 @@ import numpy as np
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.api import codecs
-from app.api.deps import Admin, Read, SessionsDep, SettingsDep, Write
+from app.api.deps import Admin, Read, SessionsDep, SettingsDep, Write, require
+from app.api.direct import DirectRoute, bind
 from app.api.problems import errors
 from app.api.responses import JSON
 from app.api.schemas import (
@@ -30,7 +31,7 @@ from app.errors import InvalidInput, NotFound
 from app.service import valid_name
 from app.store.base import Applied as AppliedOutcome
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=DirectRoute)
 
 UPDATE_FIELDS = ("y_true", "y_pred", "values")
 MAX_EPOCH = 2**53 - 1  # Redis Lua numbers are doubles: larger integers are not exact
@@ -120,8 +121,25 @@ async def delete_session(name: str, sessions: SessionsDep, _: Admin) -> Response
     return Response(status_code=204)
 
 
+async def _bind_update(request: Request) -> dict[str, Any]:
+    """`update`'s arguments, as FastAPI would bind them from its signature (hot path)."""
+    state = request.app.state
+    return {"name": request.path_params["name"], "request": request,
+            "sessions": state.sessions, "settings": state.settings,
+            "_": await require(request, "write"),
+            "epoch": _epoch(request.query_params.get("epoch"), "query parameter 'epoch'"),
+            "idempotency_key": request.headers.get("idempotency-key")}
+
+
+async def _bind_result(request: Request) -> dict[str, Any]:
+    """`result`'s arguments, as FastAPI would bind them from its signature (hot path)."""
+    return {"name": request.path_params["name"], "sessions": request.app.state.sessions,
+            "_": await require(request, "read")}
+
+
 @router.post("/{name}/update", response_model=Applied, openapi_extra=UPDATE_BODY,
              responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, 507))
+@bind(_bind_update)
 async def update(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
                  _: Write, epoch: int | None = Query(None, ge=0, le=MAX_EPOCH),
                  idempotency_key: str | None = IdempotencyKey) -> JSON:
@@ -167,6 +185,7 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
 
 
 @router.get("/{name}/result", response_model=ResultDoc, responses=errors(401, 403, 404, 503))
+@bind(_bind_result)
 async def result(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.result(_name(name)))
 
@@ -198,3 +217,9 @@ async def config(name: str, sessions: SessionsDep, _: Read) -> JSON:
 @router.get("/{name}/history", response_model=History, responses=errors(401, 403, 404, 503))
 async def history(name: str, sessions: SessionsDep, _: Read) -> JSON:
     return JSON(await sessions.history(_name(name)))
+
+
+# The router tries its routes in order: the hot ones (a training job's updates, a dashboard's
+# reads) first.
+HOT_PATHS = (f"{router.prefix}/{{name}}/update", f"{router.prefix}/{{name}}/result")
+router.routes.sort(key=lambda route: getattr(route, "path", "") not in HOT_PATHS)
