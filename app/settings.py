@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     metric_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
     worker_threads: int = Field(2, ge=1, le=64)
     redis_replica_acks: int = Field(0, ge=0, le=16)
+    group_commit: int = Field(64, ge=1, le=1024)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
 
     @field_validator("tokens")

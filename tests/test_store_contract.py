@@ -303,3 +303,40 @@ async def test_first_layout_sticks(store):
     assert snap.meta.layout == {"num_classes": 4} and snap.state.sums_dict() == {3: 2.0}
     await store.reset(name)
     assert (await store.read(name)).meta.layout == {"num_classes": 4}
+
+
+async def test_concurrent_batches_of_one_session_share_script_calls(store):
+    """Group commit (Redis): batches that arrive while a call is in flight go together in the
+    next one, each with its own precondition, key and answer."""
+    if not hasattr(store, "_apply_now"):
+        pytest.skip("the memory store applies in place; nothing to group")
+    name = "run1.val.precision"
+    await store.create(meta())
+    calls = []
+    send = store._apply_now  # noqa: SLF001
+
+    async def counted(session, batches):
+        calls.append(len(batches))
+        return await send(session, batches)
+
+    store._apply_now = counted  # noqa: SLF001
+    batches = [Batch(sums=runs({0: 1.0}), samples=1, idempotency_key=f"k{i % 30}",
+                     epoch=0 if i % 7 else 5) for i in range(60)]
+    answers = await asyncio.gather(*(store.apply(name, [b]) for b in batches))
+    assert sum(calls) == 60 and len(calls) < 60
+    # The documented rule, in arrival order: a key seen before replays its first answer;
+    # otherwise a wrong epoch is refused; otherwise the batch applies.
+    seen: set[str] = set()
+    expected = []
+    for b in batches:
+        if b.idempotency_key in seen:
+            expected.append("replay")
+        elif b.epoch != 0:
+            expected.append("late")
+        else:
+            seen.add(b.idempotency_key)
+            expected.append("applied")
+    got = ["late" if isinstance(a, EpochMismatch) else "replay" if a.replayed else "applied"
+           for (a,) in answers]
+    assert got == expected
+    assert await sums(store, name) == {0: float(expected.count("applied"))}

@@ -30,7 +30,8 @@ def make_store(settings: Settings) -> Store:
             idempotency_ttl=settings.idempotency_ttl_seconds,
             idempotency_keys=settings.max_idempotency_keys,
             replica_acks=settings.redis_replica_acks,
-            replica_timeout=settings.redis_replica_timeout_seconds)
+            replica_timeout=settings.redis_replica_timeout_seconds,
+            group_commit=settings.group_commit)
     return MemoryStore(history_limit=settings.history_limit,
                        idempotency_ttl=settings.idempotency_ttl_seconds,
                        idempotency_keys=settings.max_idempotency_keys)

@@ -148,8 +148,12 @@ class RedisStore:
     def __init__(self, client: Any, history_limit: int = 1000,
                  idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS,
                  idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION,
-                 replica_acks: int = 0, replica_timeout: float = 1.0) -> None:
+                 replica_acks: int = 0, replica_timeout: float = 1.0,
+                 group_commit: int = 64) -> None:
         self._client = client
+        self._group_limit = group_commit  # batches per script call; 1 = no grouping
+        self._groups: dict[str, list[tuple[Batch, asyncio.Future[Applied | TallyError]]]] = {}
+        self._committers: set[asyncio.Task[None]] = set()
         self._replica_acks = replica_acks
         self._replica_timeout_ms = int(replica_timeout * 1000)
         self._sources = {name: _lua(name) for name in SCRIPTS}
@@ -269,6 +273,45 @@ class RedisStore:
         return _meta_from(name, flat) if flat else None
 
     async def apply(self, name: str, batches: list[Batch]) -> list[Applied | TallyError]:
+        """Group commit: while one script call for a session is in flight, the batches that
+        arrive for it wait and go together in the next call (at most `group_commit` per call).
+        Each batch keeps its own precondition, key and answer; an error of the call (503, 504,
+        507) is every waiting request's answer, which is true for each of them."""
+        if self._group_limit <= 1:
+            return await self._apply_now(name, batches)
+        loop = asyncio.get_running_loop()
+        waiting = [(batch, loop.create_future()) for batch in batches]
+        group = self._groups.get(name)
+        if group is None:
+            self._groups[name] = list(waiting)
+            task = loop.create_task(self._commit_groups(name))
+            self._committers.add(task)  # a reference, so the task is not collected early
+            task.add_done_callback(self._committers.discard)
+        else:
+            group.extend(waiting)
+        return list(await asyncio.gather(*(future for _, future in waiting)))
+
+    async def _commit_groups(self, name: str) -> None:
+        """Send the session's waiting batches, one call at a time, until none wait."""
+        while True:
+            group = self._groups.get(name) or []
+            now, rest = group[:self._group_limit], group[self._group_limit:]
+            if not now:
+                self._groups.pop(name, None)
+                return
+            self._groups[name] = rest
+            try:
+                answers = await self._apply_now(name, [batch for batch, _ in now])
+            except Exception as exc:  # noqa: BLE001 - every request of the call gets it
+                for _, future in now:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(now, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
+
+    async def _apply_now(self, name: str, batches: list[Batch]) -> list[Applied | TallyError]:
         args = [self._idempotency_ms, self._idempotency_keys, *_encode_batches(batches)]
         answers = await self._run("apply", name, args, writes=True)
         if answers and _text(answers[0]) == "missing":
