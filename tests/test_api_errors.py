@@ -13,6 +13,7 @@ from app.api.app import create_app
 from app.settings import Settings
 from app.store.memory import MemoryStore
 from app.store.redis import RedisStore
+from tests.api_state import observable, seeded_client
 from tests.redis_servers import RedisProcess
 
 LIMIT = 20_000
@@ -20,18 +21,11 @@ LIMIT = 20_000
 
 @pytest.fixture
 def client(api_store):
-    with TestClient(create_app(Settings(max_body_bytes=LIMIT), store=api_store)) as c:
-        c.put("/v1/sessions/m", json={"metric": "Mean"})
-        c.put("/v1/sessions/p", json={"metric": "Precision"})
-        c.post("/v1/sessions/m/update", json={"values": [1.0, 2.0]})
-        c.post("/v1/sessions/p/update", json={"y_true": [1, 0], "y_pred": [0.9, 0.8]})
-        yield c
+    yield from seeded_client(Settings(max_body_bytes=LIMIT), api_store)
 
 
 def state(client):
-    """Everything observable about both sessions."""
-    return [(client.get(f"/v1/sessions/{n}").json(), client.get(f"/v1/sessions/{n}/variables")
-             .json(), client.get(f"/v1/sessions/{n}/history").json()) for n in ("m", "p")]
+    return observable(client)
 
 
 def assert_problem(response, status, *fragments):

@@ -8,12 +8,11 @@ import json
 import hypothesis
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 
 from app.api import codecs
-from app.api.app import create_app
 from app.settings import Settings
+from tests.api_state import observable, seeded_client
 from tests.test_api_errors import assert_problem
 
 ELEMENTS = 1000  # max_batch_elements of these tests
@@ -23,19 +22,11 @@ MAX_EPOCH = 2**53 - 1
 
 @pytest.fixture
 def client(api_store):
-    settings = Settings(max_body_bytes=BYTES, max_batch_elements=ELEMENTS)
-    with TestClient(create_app(settings, store=api_store)) as c:
-        c.put("/v1/sessions/m", json={"metric": "Mean"})
-        c.put("/v1/sessions/p", json={"metric": "Precision"})
-        c.post("/v1/sessions/m/update", json={"values": [1.0, 2.0]})
-        c.post("/v1/sessions/p/update", json={"y_true": [1, 0], "y_pred": [0.9, 0.8]})
-        yield c
+    yield from seeded_client(Settings(max_body_bytes=BYTES, max_batch_elements=ELEMENTS), api_store)
 
 
 def state(client):
-    return [(client.get(f"/v1/sessions/{n}").json(), client.get(f"/v1/sessions/{n}/variables")
-             .json(), client.get(f"/v1/sessions/{n}/history").json()) for n in ("m", "p")] + [
-        client.get("/v1/sessions").json()]
+    return observable(client)
 
 
 def send(client, endpoint, body, content_type="application/json"):
