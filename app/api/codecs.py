@@ -71,11 +71,15 @@ _FLOAT_RANGES = {np.dtype(np.float32): "float32 range (about ±3.4e38)",
 
 # -- the request -----------------------------------------------------------------------------
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return _media_type(request.headers.get("content-type", ""))
 
 
-def _charset(request: Request) -> str | None:
-    for parameter in request.headers.get("content-type", "").split(";")[1:]:
+def _media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def _charset(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
         key, _, value = parameter.partition("=")
         if key.strip().lower() == "charset":
             return value.strip().strip('"').lower()
@@ -100,11 +104,11 @@ def _is_json(kind: str) -> bool:
     return kind in JSON_TYPES or kind.endswith("+json") or kind == ""
 
 
-def _check_json_type(request: Request, expected: str) -> None:
-    kind = media_type(request)
+def _check_json_type(content_type: str, expected: str) -> None:
+    kind = _media_type(content_type)
     if not _is_json(kind):
         raise UnsupportedMediaType(f"expected Content-Type {expected}; got {kind!r:.100}")
-    charset = _charset(request)
+    charset = _charset(content_type)
     if charset is not None and charset not in UTF8_CHARSETS:
         raise UnsupportedMediaType(f"JSON bodies must be UTF-8; got charset={charset!r:.50}")
 
@@ -210,10 +214,11 @@ def _text_free(body: bytes, data: dict[str, Any]) -> bool:
 
 
 async def json_payload(request: Request, limit: int, *, optional: bool = False,
-                       max_elements: int | None = None) -> Payload:
+                       max_elements: int | None = None,
+                       expected: str = "application/json") -> Payload:
     """A JSON object body; an empty body is `{}` when `optional`. With `max_elements`, a body
     that may hold more values than that is refused (413) before it is parsed."""
-    _check_json_type(request, "application/json")
+    _check_json_type(request.headers.get("content-type", ""), expected)
     body = await read_body(request, limit)
     if optional and not body.strip():
         return Payload({})
@@ -236,8 +241,8 @@ async def array_payload(request: Request, limit: int, max_elements: int,
     if media_type(request) == NPZ_TYPE:
         body = await read_body(request, limit)
         return Payload(read_npz(body, max_elements, members), is_npz=True, text_free=True)
-    _check_json_type(request, f"application/json or {NPZ_TYPE}")
-    return await json_payload(request, limit, max_elements=max_elements)
+    return await json_payload(request, limit, max_elements=max_elements,
+                              expected=f"application/json or {NPZ_TYPE}")
 
 
 # -- .npz ------------------------------------------------------------------------------------
