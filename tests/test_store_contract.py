@@ -340,3 +340,20 @@ async def test_concurrent_batches_of_one_session_share_script_calls(store):
            for (a,) in answers]
     assert got == expected
     assert await sums(store, name) == {0: float(expected.count("applied"))}
+
+
+async def test_a_burst_waits_for_connections_instead_of_failing(redis_server):
+    """More concurrent requests than pooled connections queue for one (up to the timeout)."""
+    from app.store.redis import RedisStore
+
+    redis_server.client().flushall()
+    small = RedisStore.from_url(redis_server.url, max_connections=2, timeout=5)
+    try:
+        await small.create(meta())
+        answers = await asyncio.gather(*(small.apply("run1.val.precision", [Batch(
+            sums=runs({0: 1.0}), samples=1)]) for _ in range(50)))
+        assert all(isinstance(a, Applied) for (a,) in answers)
+        reads = await asyncio.gather(*(small.read("run1.val.precision") for _ in range(50)))
+        assert all(r.state.sums_dict() == {0: 50.0} for r in reads)
+    finally:
+        await small.close()

@@ -27,6 +27,7 @@ def make_store(settings: Settings) -> Store:
         return RedisStore.from_url(
             settings.redis_url, cluster=settings.redis_cluster,
             timeout=settings.redis_timeout_seconds, history_limit=settings.history_limit,
+            max_connections=settings.redis_max_connections,
             idempotency_ttl=settings.idempotency_ttl_seconds,
             idempotency_keys=settings.max_idempotency_keys,
             replica_acks=settings.redis_replica_acks,

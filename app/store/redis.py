@@ -141,7 +141,8 @@ def _never_sent(exc: BaseException) -> bool:
     exhausted): the store cannot have applied anything."""
     text = str(exc)
     return isinstance(exc, rexc.MaxConnectionsError | rexc.RedisClusterException) \
-        or "connecting to" in text or "Connection refused" in text
+        or "connecting to" in text or "Connection refused" in text \
+        or "No connection available" in text
 
 
 class RedisStore:
@@ -164,7 +165,7 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool = False, timeout: float = 5.0,
-                 **kwargs: Any) -> RedisStore:
+                 max_connections: int = 100, **kwargs: Any) -> RedisStore:
         # No automatic retries: re-sending an update whose answer was lost could count it
         # twice. Clients retry with an Idempotency-Key instead, which is always safe.
         options: dict[str, Any] = {
@@ -176,9 +177,14 @@ class RedisStore:
             kwargs["replica_timeout"] = min(kwargs["replica_timeout"], timeout / 2)
         client: Any
         if cluster:
-            client = RedisCluster.from_url(url, **options)
+            client = RedisCluster.from_url(url, max_connections=max_connections, **options)
         else:
-            client = aioredis.Redis.from_url(url, health_check_interval=15, **options)
+            # A blocking pool: past `max_connections` a request waits (up to the timeout) for
+            # a connection instead of failing, so a burst queues rather than answering 503s.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout,
+                health_check_interval=15, **options)
+            client = aioredis.Redis(connection_pool=pool)
         return cls(client, **kwargs)
 
     @asynccontextmanager
