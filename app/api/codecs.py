@@ -24,9 +24,11 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
+import anyio
 import numpy as np
 import orjson
 from starlette.requests import Request
@@ -58,6 +60,7 @@ _EOCD = b"PK\x05\x06"
 _EOCD64_LOCATOR = b"PK\x06\x07"
 _EOCD64 = b"PK\x06\x06"
 _EOCD_SIZE, _EOCD64_LOCATOR_SIZE, _EOCD64_SIZE = 22, 20, 56
+T = TypeVar("T")
 
 #: What zipfile and zlib raise on malformed archives (RuntimeError: a password is required;
 #: NotImplementedError: an unknown compression method).
@@ -114,6 +117,29 @@ def _check_json_type(content_type: str, expected: str) -> None:
 
 
 # -- the element limit -----------------------------------------------------------------------
+#: Bodies above this size are decoded in a worker thread, never on the event loop (a 30 MB
+#: JSON batch takes a few hundred ms to parse and convert); at most DECODE_THREADS at once,
+#: so a burst of large bodies cannot multiply the memory they cost.
+OFF_LOOP_BYTES = 1 << 20
+DECODE_THREADS = anyio.CapacityLimiter(2)
+
+
+async def off_loop(size: int, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` inline for a small body, in a decode thread for a large one."""
+    if size <= OFF_LOOP_BYTES:
+        return work(*args)
+    return await anyio.to_thread.run_sync(partial(work, *args), limiter=DECODE_THREADS)
+
+
+async def decode_arrays(payload: Payload, fields: Mapping[str, Any], max_elements: int, *,
+                        label: str = "{}", dtype: type[np.floating[Any]] = np.float32
+                        ) -> dict[str, np.ndarray]:
+    """`to_arrays` of a payload's fields, off the event loop when the body was large."""
+    return await off_loop(payload.size, partial(
+        to_arrays, fields, max_elements, label=label, dtype=dtype,
+        text_free=payload.text_free))
+
+
 def check_elements(count: int, limit: int, how: str = "") -> None:
     """413 when a batch holds more array elements than the limit (`how`: how they were
     counted)."""
@@ -203,6 +229,7 @@ class Payload(NamedTuple):
     fields: dict[str, Any]
     is_npz: bool = False
     text_free: bool = False
+    size: int = 0  # the body's bytes: how much decoding work is left (see `decode_arrays`)
 
 
 def _text_free(body: bytes, data: dict[str, Any]) -> bool:
@@ -224,10 +251,10 @@ async def json_payload(request: Request, limit: int, *, optional: bool = False,
         return Payload({})
     if max_elements is not None:
         check_json_elements_bound(body, max_elements)
-    data = parse_json(body)
+    data = await off_loop(len(body), parse_json, body)
     if not isinstance(data, dict):
         raise InvalidInput(f"the body must be a JSON object; got {type(data).__name__}")
-    return Payload(data, text_free=_text_free(body, data))
+    return Payload(data, text_free=_text_free(body, data), size=len(body))
 
 
 async def json_object(request: Request, limit: int, *, optional: bool = False) -> dict[str, Any]:
@@ -240,7 +267,8 @@ async def array_payload(request: Request, limit: int, max_elements: int,
     checked here; a JSON body's exactly by `to_arrays`."""
     if media_type(request) == NPZ_TYPE:
         body = await read_body(request, limit)
-        return Payload(read_npz(body, max_elements, members), is_npz=True, text_free=True)
+        fields = await off_loop(len(body), read_npz, body, max_elements, members)
+        return Payload(fields, is_npz=True, text_free=True, size=len(body))
     return await json_payload(request, limit, max_elements=max_elements,
                               expected=f"application/json or {NPZ_TYPE}")
 

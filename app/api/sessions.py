@@ -153,7 +153,7 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
     wanted = _epoch(body_epoch, "'epoch'") if body_epoch is not None else epoch
     if fields.get("sample_weight") is None:
         fields.pop("sample_weight", None)
-    arrays = codecs.to_arrays(fields, limit, text_free=payload.text_free)
+    arrays = await codecs.decode_arrays(payload, fields, limit)
     inputs = {k: arrays[k] for k in UPDATE_FIELDS if k in arrays}
     if not inputs:
         raise InvalidInput("the update needs 'y_true' and 'y_pred' (or 'values' for Mean, "
@@ -178,8 +178,8 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
         raise InvalidInput("'variables' must be a non-empty object of variable name -> value; "
                            f"got {variables!r:.200}")
     wanted = _epoch(body.get("epoch"), "'epoch'")
-    arrays = codecs.to_arrays(variables, settings.max_batch_elements, label="variable {!r}",
-                              dtype=np.float64, text_free=payload.text_free)
+    arrays = await codecs.decode_arrays(payload, variables, settings.max_batch_elements,
+                                        label="variable {!r}", dtype=np.float64)
     outcome = await sessions.merge(name, arrays, wanted, idempotency_key)
     return _applied(outcome)
 
