@@ -120,6 +120,19 @@ def _seed_f1(client: httpx.Client, rng: random.Random) -> None:
                     json={"y_true": y_true, "y_pred": y_pred}).raise_for_status()
 
 
+def _train_a_little_more(url: str, driver: webdriver.Chrome) -> None:
+    """A few batches while the page watches, so that it shows results changing."""
+    rng = random.Random(11)
+    changing = ("run42.train.auc", "run42.train.loss", "run42.val.auc")
+    for name in changing:
+        httpx.post(f"{url}/v1/sessions/{name}/update", json=_binary_batch(rng, 0.9),
+                   timeout=30).raise_for_status()
+    script = ("return [...document.querySelectorAll('a.row.session .seen')]"
+              ".filter(s => !s.textContent.startsWith('before')).length")
+    wait_for(driver, lambda d: d.execute_script(script) == len(changing),
+             "the page seeing the new batches")
+
+
 def take_screenshot(path: Path) -> None:
     with served() as url:
         seed_training_run(url)
@@ -128,6 +141,7 @@ def take_screenshot(path: Path) -> None:
             driver.get(f"{url}/#/s/run42.val.auc")
             wait_for(driver, lambda d: d.find_elements("css selector", "svg.chart circle.closed"),
                      "the chart of run42.val.auc")
+            _train_a_little_more(url, driver)
             driver.save_screenshot(str(path))
         finally:
             driver.quit()

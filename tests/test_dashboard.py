@@ -195,18 +195,23 @@ def test_a_reset_adds_a_point_to_the_chart(page, api):
     wait_for(page, lambda d: d.find_elements("css selector", "svg.chart circle.open"),
              "the open epoch's point")
     assert closed_points(page) == []
+    assert variable_rows(page) == [["true_positives", "[1]", "float32", "4"],
+                                   ["false_positives", "[1]", "float32", "1"]]
     for epoch, result in enumerate((0.8, 0.0)):
         api.post(f"/v1/sessions/{name}/reset").raise_for_status()
         wait_for(page, lambda d, n=epoch + 1: len(closed_points(d)) == n,
                  f"{epoch + 1} closed epochs on the chart")
         assert closed_points(page)[-1].endswith(f"epoch {epoch}: {result:g}")
     assert shown(page, "#detail-facts", "dd") == "Precision"
-    variables = page.execute_script(
-        "return [...document.querySelectorAll('#variables tr td:first-child')]"
-        ".map(td => td.textContent)")
-    assert variables == ["true_positives", "false_positives"]
+    wait_for(page, lambda d: [r[3] for r in variable_rows(d)] == ["0", "0"], "zeroed variables")
     assert json.loads(shown(page, "#config"))["thresholds"] is None
     assert console_errors(page) == []
+
+
+def variable_rows(driver) -> list[list[str]]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#variables tr')]"
+        ".map(tr => [...tr.cells].map(td => td.textContent))")
 
 
 def closed_points(driver) -> list[str]:
@@ -224,7 +229,7 @@ def test_a_tensor_result_is_shown_compactly(page, api):
     api.post(f"/v1/sessions/{name}/update", json=batch).raise_for_status()
     expected = api.get(f"/v1/sessions/{name}/result").json()["result"]
     shown_text = wait_for(page, lambda d: shown(d, row(name), ".result"), "the F1 row")
-    assert shown_text == f"[{expected[0]:.6g}, {expected[1]:.6g}, …]"
+    assert shown_text == f"[{expected[0]:.3g}, {expected[1]:.3g}, …]"
     assert console_errors(page) == []
 
 

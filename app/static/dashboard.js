@@ -53,13 +53,14 @@
 
   // ---- formatting ---------------------------------------------------------------------------
 
-  function formatNumber(value) {
+  /** A number with `digits` significant digits (float32 results carry about 7). */
+  function formatNumber(value, digits = 6) {
     if (value === null || value === undefined) return "—";
     if (typeof value !== "number") return String(value);
     if (Number.isInteger(value) && Math.abs(value) < 1e15) return String(value);
     const abs = Math.abs(value);
-    if (abs !== 0 && (abs < 1e-4 || abs >= 1e9)) return value.toExponential(3);
-    return String(Number(value.toPrecision(6)));
+    if (abs !== 0 && (abs < 1e-4 || abs >= 1e9)) return value.toExponential(digits - 3);
+    return String(Number(value.toPrecision(digits)));
   }
 
   function formatAgo(time) {
@@ -71,7 +72,8 @@
     return `${Math.floor(seconds / 86400)} d ago`;
   }
 
-  const clock = (time) => new Date(time).toLocaleTimeString();
+  const clock = (time) => new Date(time).toLocaleTimeString([], { hour12: false });
+  const dateTime = (time) => new Date(time).toLocaleString([], { hour12: false });
 
   function flatten(value) {
     return Array.isArray(value) ? value.flatMap(flatten) : [value];
@@ -244,7 +246,7 @@
   function compactResult(result) {
     if (Array.isArray(result)) {
       const values = flatten(result);
-      const head = values.slice(0, 2).map(formatNumber).join(", ");
+      const head = values.slice(0, 2).map((v) => formatNumber(v, 3)).join(", ");
       const more = values.length > 2 ? ", …" : "";
       return el("span", { class: "tensor", title: `shape [${shapeOf(result)}]` },
         sparkline(values), `[${head}${more}]`);
@@ -304,9 +306,8 @@
       ["metric", metricLabel(doc)],
       ["epoch", `${doc.epoch} (open)`],
       ["result", fullResult(doc.result)],
-      ["created", new Date(doc.created_at).toLocaleString()],
-      ["last reset", epochs.length ? new Date(epochs[epochs.length - 1].closed_at)
-        .toLocaleString() : "never"],
+      ["created", dateTime(doc.created_at)],
+      ["last reset", epochs.length ? dateTime(epochs[epochs.length - 1].closed_at) : "never"],
       ["ttl", doc.ttl_seconds ? `${doc.ttl_seconds} s after the last write` : "none"],
     ];
     $("detail-facts").replaceChildren(...facts.flatMap(([term, value]) =>
@@ -329,10 +330,10 @@
 
   function renderVariable(variable) {
     const values = flatten(variable.value);
-    let value = values.map(formatNumber).join(", ");
+    let value = values.map((v) => formatNumber(v)).join(", ");
     if (values.length > 12) {
       const sum = values.reduce((a, b) => a + (typeof b === "number" ? b : 0), 0);
-      value = `${values.slice(0, 12).map(formatNumber).join(", ")}, … `
+      value = `${values.slice(0, 12).map((v) => formatNumber(v)).join(", ")}, … `
         + `(${values.length} values, sum ${formatNumber(sum)})`;
     }
     return el("tr", {},
@@ -444,7 +445,7 @@
       chart.append(svg("circle", { class: `point closed ${tone}`, cx: x(p.epoch), cy: y(p.value),
         r: 3.5, "data-epoch": p.epoch },
       svg("title", {}, `${s.label} · epoch ${p.epoch}: ${formatNumber(p.value)}`
-        + ` (closed ${new Date(p.closedAt).toLocaleString()})`)));
+        + ` (closed ${dateTime(p.closedAt)})`)));
     }
     if (valid(open)) {
       chart.append(svg("circle", { class: `point open ${tone}`, cx: x(open.epoch),
@@ -551,12 +552,14 @@
 
   function selectFromHash() {
     const match = /^#\/s\/(.+)$/.exec(location.hash);
+    const opening = match !== null && state.selected === null;
     state.selected = match ? decodeURIComponent(match[1]) : null;
     if (!state.selected) state.detail = null;
     for (const row of document.querySelectorAll(".row.session")) {
       row.classList.toggle("selected", row.dataset.session === state.selected);
     }
     renderDetail();
+    if (opening) $("detail").scrollIntoView({ block: "nearest" });  // below the list when narrow
     tick();
   }
 
