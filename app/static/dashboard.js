@@ -161,7 +161,7 @@
         }
         node = node.groups.get(part);
       }
-      node.leaves.push({ label: parts[parts.length - 1], session: s });
+      node.leaves.push({ label: parts[parts.length - 1] || s.name, session: s });
     }
     return root;
   }
@@ -553,7 +553,9 @@
   function selectFromHash() {
     const match = /^#\/s\/(.+)$/.exec(location.hash);
     const opening = match !== null && state.selected === null;
-    state.selected = match ? decodeURIComponent(match[1]) : null;
+    const selected = match ? decodeURIComponent(match[1]) : null;
+    if (selected !== state.selected) $("detail-error").hidden = true;
+    state.selected = selected;
     if (!state.selected) state.detail = null;
     for (const row of document.querySelectorAll(".row.session")) {
       row.classList.toggle("selected", row.dataset.session === state.selected);
