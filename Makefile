@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test lint typecheck redis-server openapi bench clean
+.PHONY: run test lint typecheck redis-server chromium openapi bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+# The dashboard's browser tests drive the system's Chromium (never a downloaded browser build).
+# Where it cannot be installed (not Debian, no root nor sudo) they skip and say why.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { \
+	  echo "installing chromium and chromium-driver (Debian packages, for the dashboard tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver \
+	    >/dev/null; } || echo "could not install Chromium: the dashboard's browser tests skip"; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench examples clients/python
 
@@ -46,7 +55,7 @@ typecheck: $(STAMP) $(CLIENT)
 	$(BIN)/mypy
 	cd clients/python && $(CURDIR)/$(BIN)/mypy
 
-test: $(STAMP) $(EXAMPLES) $(CLIENT) redis-server lint typecheck
+test: $(STAMP) $(EXAMPLES) $(CLIENT) redis-server chromium lint typecheck
 	KERAS_BACKEND=numpy $(BIN)/pytest -q
 	cd clients/python && KERAS_BACKEND=numpy $(CURDIR)/$(BIN)/pytest -q
 
