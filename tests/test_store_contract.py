@@ -357,3 +357,49 @@ async def test_a_burst_waits_for_connections_instead_of_failing(redis_server):
         assert all(r.state.sums_dict() == {0: 50.0} for r in reads)
     finally:
         await small.close()
+
+
+async def test_a_large_batch_adds_exactly_with_its_preconditions(store):
+    """A batch over the whole-state threshold (Redis adds it in numpy and writes the state back
+    when nothing changed in between) behaves like any other: exact sums, epoch, key."""
+    name = "run1.val.precision"
+    await store.create(meta())
+    rng = np.random.default_rng(5)
+    size = 300_000
+    touched = np.unique(rng.integers(0, size, 200_000))
+    dense = np.zeros(size)
+    dense[touched] = rng.normal(size=touched.size)
+    big = Batch(sums=Runs.from_indices(touched, dense, gap=8), samples=7,
+                idempotency_key="big", epoch=0)
+    await store.apply(name, [Batch(sums=runs({1: 2.5, size + 5: 1.0}), samples=1)])
+    assert await store.apply(name, [big]) == [Applied(0, 7)]
+    assert await store.apply(name, [big]) == [Applied(0, 7, replayed=True)]
+    late = Batch(sums=big.sums, samples=7, epoch=3)
+    (refused,) = await store.apply(name, [late])
+    assert isinstance(refused, EpochMismatch)
+    expected = np.zeros(size + 6)
+    expected[:size] = dense
+    expected[1] += 2.5
+    expected[size + 5] += 1.0
+    state = (await store.read(name)).state
+    np.testing.assert_allclose(state.sums, expected, rtol=0, atol=1e-12)
+
+
+async def test_large_and_small_batches_racing_are_exact(store):
+    name = "run1.val.precision"
+    await store.create(meta())
+    size = 200_000
+    ones = Batch(sums=Runs(np.array([0]), np.array([size]), np.ones(size)), samples=1)
+
+    async def small(i: int) -> None:
+        for j in range(15):
+            await store.apply(name, [Batch(sums=runs({i: 1.0, size - 1: 1.0}), samples=1,
+                                           idempotency_key=f"{i}-{j}")])
+
+    await asyncio.gather(*(store.apply(name, [ones]) for _ in range(3)),
+                         *(small(i) for i in range(6)))
+    state = (await store.read(name)).state
+    expected = np.full(size, 3.0)
+    expected[:6] += 15
+    expected[size - 1] += 6 * 15
+    np.testing.assert_array_equal(state.sums, expected)

@@ -4,13 +4,19 @@
 -- ARGV[3]: JSON list of batch headers {"n": samples, "e": expected epoch, "k": idempotency
 --          key, "f": the request fingerprint the key is bound to, "i": session id the batch
 --          was computed for, "l": the layout (canonical JSON) a lazily shaped metric was
---          built with, "r": number of runs}; all but "n" and "r" optional.
+--          built with, "r": number of runs, "w": the state version the batch was computed
+--          against when it carries the whole new state instead of runs}; all but "n" and
+--          "r" optional.
 -- ARGV[4 + 2j], ARGV[5 + 2j] (batch j, from 0): its runs, packed '<BI4I4' each (kind 0 sum,
---          1 max, 2 min; start index; count), and their values, packed little-endian doubles.
+--          1 max, 2 min; start index; count), and their values, packed little-endian doubles;
+--          with "w", the whole new sums string instead (the runs are empty).
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
 --          of a key's first answer, "K" key bound to another request, "E <epoch>" epoch
 --          precondition failed, "S" the session was re-created since the batch was computed,
---          "L <layout>" the session's variables were built for another layout; or {"missing"}.
+--          "L <layout>" the session's variables were built for another layout, "V" the state
+--          changed since a whole-state batch read it; or {"missing"}.
+-- Meta field `v` counts the writes of the state (applied batches and resets): a whole-state
+-- batch lands only if no other write came between its read and this script.
 -- State layout (store/state.py): sums are float64 at 8*i of `state`; extremes are a set flag
 -- and a float64 at 9*i of `ext`. Missing bytes read as zero (sum 0, extreme unset).
 local meta, state, ext, idem, idemx = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]
@@ -96,6 +102,8 @@ local function apply_runs(runs, values, count)
 end
 
 local epoch = tonumber(redis.call('HGET', meta, 'epoch'))
+local version = tonumber(redis.call('HGET', meta, 'v') or '0')
+local first_version = version
 local id = redis.call('HGET', meta, 'id')
 local layout = redis.call('HGET', meta, 'layout')
 local batches = cjson.decode(ARGV[3])
@@ -112,12 +120,19 @@ for i, b in ipairs(batches) do
     out[i] = 'E ' .. epoch
   elseif b.l and layout and b.l ~= layout then
     out[i] = 'L ' .. layout
+  elseif b.w and b.w ~= version then
+    out[i] = 'V'
   else
     if b.l and not layout then
       layout = b.l
       redis.call('HSET', meta, 'layout', layout)
     end
-    apply_runs(ARGV[4 + 2 * (i - 1)], ARGV[5 + 2 * (i - 1)], b.r)
+    if b.w then
+      redis.call('SET', state, ARGV[5 + 2 * (i - 1)])
+    else
+      apply_runs(ARGV[4 + 2 * (i - 1)], ARGV[5 + 2 * (i - 1)], b.r)
+    end
+    version = version + 1
     local answer = epoch .. ' ' .. b.n
     if b.k then
       redis.call('HSET', idem, b.k, (b.f or '') .. ' ' .. answer)
@@ -129,6 +144,9 @@ for i, b in ipairs(batches) do
   end
 end
 
+if version ~= first_version then
+  redis.call('HSET', meta, 'v', version)
+end
 local ttl = redis.call('HGET', meta, 'ttl')
 if ttl and ttl ~= '' then
   for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, tonumber(ttl)) end

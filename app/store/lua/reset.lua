@@ -30,6 +30,7 @@ end
 redis.call('HSET', meta, 'hfirst', first)
 redis.call('DEL', state, ext)
 redis.call('HINCRBY', meta, 'epoch', 1)
+redis.call('HINCRBY', meta, 'v', 1)  -- a write of the state (see apply.lua)
 local ttl = redis.call('HGET', meta, 'ttl')
 if ttl and ttl ~= '' then
   for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, tonumber(ttl)) end
