@@ -116,7 +116,7 @@ class Sessions:
 
     def __init__(self, store: Store, registry: Registry = REGISTRY, *,
                  max_ttl_seconds: int = 365 * 24 * 3600,
-                 max_state_elements: int = 4_194_304,
+                 max_state_elements: int = 1_048_576,
                  metric_cache_bytes: int = 256 * 1024 * 1024,
                  worker_threads: int = 2) -> None:
         self.store = store
