@@ -1,0 +1,121 @@
+"""Latency figures, timed from a Python client (httpx): one request or one sequence at a time,
+so the client waits on the server and is not the bottleneck (these are times, not rates).
+
+Part `listing` (issue 7, target 4): listing 1,000 sessions with their results, following
+`next_cursor` with `limit=1000`, against one `GET .../result`, both medians on one server.
+
+Part `large` (target 3): one 1,000,000-sample `AUC` update as `.npz` against the same batch
+as JSON, end to end (bodies encoded beforehand; the time covers sending, decoding, the AUC
+math, the store and the answer); best of a few, as samples/s.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import httpx
+
+from bench.bodies import JSON, NPZ, body
+from bench.report import Row, millis, rate
+from bench.servers import Server, private_redis, serving
+
+TALLY = "app.main:app"
+LISTED = 1000
+LARGE_BATCH = 1_000_000
+
+
+def timed(call: Callable[[], httpx.Response]) -> float:
+    began = time.perf_counter()
+    response = call()
+    elapsed = time.perf_counter() - began
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+    return elapsed
+
+
+def populate(client: httpx.Client, prefix: str, count: int) -> None:
+    """`count` Precision sessions, each with one batch, so every listed result is computed."""
+    batch = {"y_true": [0, 1, 1, 0], "y_pred": [0.2, 0.8, 0.4, 0.9]}
+    for i in range(count):
+        name = f"{prefix}{i:04d}"
+        for call in (lambda: client.put(f"/v1/sessions/{name}", json={"metric": "Precision"}),  # noqa: B023
+                     lambda: client.post(f"/v1/sessions/{name}/update", json=batch)):  # noqa: B023
+            timed(call)
+
+
+def list_all(client: httpx.Client, prefix: str) -> int:
+    """Follow `next_cursor` to the end; return how many sessions the pages held."""
+    seen, cursor = 0, None
+    while True:
+        params: dict[str, str | int] = {"prefix": prefix, "limit": LISTED}
+        if cursor:
+            params["cursor"] = cursor
+        r = client.get("/v1/sessions", params=params)
+        if r.status_code != 200:
+            raise RuntimeError(f"listing: {r.status_code} {r.text}")
+        page = r.json()
+        seen += len(page["sessions"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+def median_time(call: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def listing_rows(server: Server) -> list[Row]:
+    prefix = "list."
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        populate(client, prefix, LISTED)
+        one = f"/v1/sessions/{prefix}0000/result"
+        for _ in range(20):  # warm-up
+            timed(lambda: client.get(one))
+        listed = list_all(client, prefix)
+        if listed != LISTED:
+            raise RuntimeError(f"listing returned {listed} sessions, not {LISTED}")
+        single = median_time(lambda: timed(lambda: client.get(one)), 200)
+        everything = median_time(lambda: list_all(client, prefix), 7)
+    return [Row("listing", f"list {LISTED:,} sessions with results (limit={LISTED}, "
+                f"following next_cursor; Redis; httpx, sequential)", millis(everything),
+                f"{millis(single)} (one GET result)", everything / single, "<= 20x",
+                "medians of 7 listings and 200 GETs; time ratio (lower is better)")]
+
+
+def large_rows(server: Server, repeat: int = 3) -> list[Row]:
+    bodies = {kind: body(LARGE_BATCH, kind, seed=1) for kind in (JSON, NPZ)}
+    best = {}
+    with httpx.Client(base_url=server.url, timeout=300) as client:
+        timed(lambda: client.put("/v1/sessions/auc.large", json={"metric": "AUC"}))
+        for kind, content in bodies.items():
+            best[kind] = min(
+                timed(lambda: client.post("/v1/sessions/auc.large/update", content=content,  # noqa: B023
+                                          headers={"Content-Type": kind}))  # noqa: B023
+                for _ in range(repeat))
+    sizes = {kind: len(content) / 1e6 for kind, content in bodies.items()}
+    json_rate, npz_rate = (LARGE_BATCH / best[k] for k in (JSON, NPZ))
+    return [Row("large", f"one {LARGE_BATCH:,}-sample AUC update, .npz (Redis; httpx)",
+                f"{rate(npz_rate, 'samples/s')} ({millis(best[NPZ])})",
+                f"{rate(json_rate, 'samples/s')} ({millis(best[JSON])}, JSON)",
+                npz_rate / json_rate, ">= 10x",
+                f"best of {repeat}; bodies {sizes[NPZ]:.1f} MB (.npz) and {sizes[JSON]:.1f} MB "
+                "(JSON), encoded before timing")]
+
+
+def listing_part(env: dict[str, str]) -> list[Row]:
+    with private_redis() as redis, serving("tally", TALLY,
+                                           {"TALLY_REDIS_URL": redis.url, **env}) as server:
+        return listing_rows(server)
+
+
+def large_part(env: dict[str, str]) -> list[Row]:
+    with private_redis() as redis, serving("tally", TALLY,
+                                           {"TALLY_REDIS_URL": redis.url, **env}) as server:
+        return large_rows(server)
