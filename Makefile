@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test lint typecheck redis-server openapi bench clean
+.PHONY: run test lint typecheck redis-server wrk openapi bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench examples clients/python
 
@@ -53,8 +59,16 @@ test: $(STAMP) $(EXAMPLES) $(CLIENT) redis-server lint typecheck
 openapi: $(STAMP)
 	$(BIN)/python -m app.openapi > openapi/openapi.json
 
-bench: $(STAMP) redis-server
-	$(BIN)/python -m bench.update_throughput
+# Every figure of BENCHMARKS.md in one run (~4 minutes): ratios to baselines measured in the
+# same run, wrk as load generator. `make bench BENCH_ARGS="--only http"` runs one part;
+# `python -m bench.run_all --help` lists them.
+BENCH_ARGS ?=
+bench: $(STAMP) redis-server wrk
+	KERAS_BACKEND=numpy $(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
+# The two headline ratios only (update and read against the bare endpoints), ~40 s.
+bench-quick: $(STAMP) redis-server wrk
+	$(BIN)/python -m bench.run_all --only http
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ from tests.redis_servers import RedisProcess
 TALLY = "app.main:app"
 AUC_THRESHOLDS = 200
 ENGINE_BATCH = 65_536
+DEFAULT_STORE_TIMEOUT = 5.0
 
 
 def session_bytes(redis: RedisProcess, name: str) -> dict[str, int]:
@@ -97,7 +98,8 @@ def largest_rows(url: str, redis: RedisProcess) -> list[Row]:
     base = state.healthz_seconds
     rows = [Row("largest", f"full MeanIoU(2048): {what}", millis(seconds),
                 f"{millis(base)} (idle GET /healthz)", seconds / base, "",
-                "time ratio; one request each")
+                "time ratio; one request" + (" (over the default 5 s store timeout)"
+                                             if seconds > DEFAULT_STORE_TIMEOUT else ""))
             for what, seconds in state.seconds.items()]
     rows[0].note += (f"; state {state.elements:,} elements, {state.redis_bytes / 1e6:.1f} MB "
                      f"in Redis ({state.redis_bytes / (8 * state.elements):.2f}x the float64 "
@@ -116,8 +118,14 @@ def memory_part(env: dict[str, str]) -> list[Row]:
     return with_tally_on_redis(env, memory_rows)
 
 
+#: Filling the largest state writes 4 batches of 1M cells; on a busy shared machine one can take
+#: longer than the default 5 s store timeout (a 504). The timed requests are reported as
+#: measured either way; the note says when one took longer than the default.
+LARGEST_ENV = {"TALLY_REDIS_TIMEOUT_SECONDS": "30"}
+
+
 def largest_part(env: dict[str, str]) -> list[Row]:
-    return with_tally_on_redis(env, largest_rows)
+    return with_tally_on_redis({**LARGEST_ENV, **env}, largest_rows)
 
 
 def engine_part(env: dict[str, str]) -> list[Row]:

@@ -25,15 +25,16 @@ MARKER = "WRK_JSON "
 
 @dataclass(frozen=True)
 class Load:
-    """How wrk drives a run: its threads, connections and the measured seconds."""
+    """How wrk drives a run: its threads, connections and the measured seconds (wrk takes
+    whole seconds)."""
 
     threads: int = 1
     connections: int = 32
-    seconds: float = 4.0
+    seconds: int = 4
     timeout_seconds: int = 30
 
     def describe(self) -> str:
-        return f"wrk -t{self.threads} -c{self.connections} -d{self.seconds:g}s"
+        return f"wrk -t{self.threads} -c{self.connections} -d{self.seconds}s"
 
 
 @dataclass
@@ -83,7 +84,7 @@ RUN_ID = "{run}"
 def wrk_command(url: str, script: str, args: Sequence[str], load: Load) -> list[str]:
     run_id = uuid.uuid4().hex[:12]
     return [wrk_binary(), f"-t{load.threads}", f"-c{load.connections}",
-            f"-d{load.seconds:g}s", f"--timeout={load.timeout_seconds}s",
+            f"-d{load.seconds}s", f"--timeout={load.timeout_seconds}s",
             "-s", str(SCRIPTS / script), url, "--", *(a.replace(RUN_ID, run_id) for a in args)]
 
 
@@ -152,7 +153,7 @@ def combined(results: Sequence[WrkResult]) -> WrkResult:
                      wrk_cpu_seconds=sum(r.wrk_cpu_seconds for r in results))
 
 
-def warm_up(url: str, script: str, args: Sequence[str], load: Load, seconds: float = 1.0) -> None:
+def warm_up(url: str, script: str, args: Sequence[str], load: Load, seconds: int = 1) -> None:
     """A short unmeasured run first: caches, connection pools and lazy imports settle."""
     run_wrk(url, script, args, Load(load.threads, load.connections, seconds,
                                     load.timeout_seconds))
