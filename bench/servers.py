@@ -131,12 +131,21 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def is_spawned_worker(pid: int) -> bool:
+    """uvicorn's workers are multiprocessing spawns; its supervisor also has a resource
+    tracker child, which serves nothing."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def worker_pids(server: Server) -> list[int]:
     """The processes that serve requests: the master itself with one worker, else its
-    children (uvicorn's multiprocess supervisor serves nothing itself)."""
+    spawned worker children (uvicorn's multiprocess supervisor serves nothing itself)."""
     if server.workers == 1:
         return [server.process.pid]
-    return children(server.process.pid)
+    return [pid for pid in children(server.process.pid) if is_spawned_worker(pid)]
 
 
 def cpu_seconds_of(pid: int) -> float:
