@@ -13,8 +13,10 @@ session is one Redis core), and batch sizes 32 ... 65,536 as JSON and `.npz`.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import httpx
 
@@ -67,16 +69,60 @@ def check_fast_stack(servers: list[Server]) -> str:
     return "uvloop + httptools loaded in every worker (checked in /proc/<pid>/maps)"
 
 
-def measure(server: Server, url: str, script: str, args: list[str], load: Load,
-            redis: RedisProcess | None = None) -> WrkResult:
-    """A warm-up, then one measured wrk run with the server's (and Redis') CPU time."""
-    warm_up(url, script, args, load)
+def measure_once(server: Server, url: str, script: str, args: list[str], load: Load,
+                 redis: RedisProcess | None = None) -> WrkResult:
+    """One measured wrk run with the server's (and Redis') CPU time; errors are fatal."""
     redis_cpu: Callable[[], float] = (lambda: redis_cpu_seconds(redis)) if redis else (
         lambda: 0.0)
     result = run_measured(url, script, args, load, server.cpu_seconds, redis_cpu)
     if result.failed:
         raise RuntimeError(f"{server.name}: {result.errors} errors during {url}")
     return result
+
+
+def measure(server: Server, url: str, script: str, args: list[str], load: Load,
+            redis: RedisProcess | None = None) -> WrkResult:
+    """A warm-up, then one measured wrk run."""
+    warm_up(url, script, args, load)
+    return measure_once(server, url, script, args, load, redis)
+
+
+@dataclass
+class Target:
+    """One URL of one server that a figure loads with one script."""
+
+    server: Server
+    url: str
+    script: str
+    args: list[str]
+    redis: RedisProcess | None = None
+
+    def run(self, load: Load) -> WrkResult:
+        return measure_once(self.server, self.url, self.script, self.args, load, self.redis)
+
+
+def interleaved(targets: dict[str, Target], load: Load, rounds: int) -> dict[str, list[WrkResult]]:
+    """Every target once per round, in order, after one warm-up each: a baseline and the
+    Tally route it is compared with run seconds apart, so drift of a shared machine (other
+    jobs starting and stopping) hits both alike; the rounds show how much it moved."""
+    for target in targets.values():
+        warm_up(target.url, target.script, target.args, load)
+    runs: dict[str, list[WrkResult]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, target in targets.items():
+            runs[name].append(target.run(load))
+    return runs
+
+
+def pooled(runs: list[WrkResult]) -> WrkResult:
+    """Several runs of one target as one: requests, seconds and CPU add up; the latencies are
+    those of the run with the median rate."""
+    middle = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+    return WrkResult(requests=sum(r.requests for r in runs), seconds=sum(r.seconds for r in runs),
+                     errors=middle.errors, latency_us=middle.latency_us,
+                     wrk_cpu_seconds=sum(r.wrk_cpu_seconds for r in runs),
+                     server_cpu_seconds=sum(r.server_cpu_seconds for r in runs),
+                     redis_cpu_seconds=sum(r.redis_cpu_seconds for r in runs))
 
 
 def run_note(result: WrkResult) -> str:
@@ -90,13 +136,16 @@ def run_note(result: WrkResult) -> str:
     return note
 
 
-def ratio_row(figure: str, tally: WrkResult, baseline: WrkResult, baseline_name: str,
-              goal: str = "", part: str = "http") -> Row:
-    note = f"Tally: {run_note(tally)} | baseline: {run_note(baseline)}"
+def ratio_row(figure: str, tally_runs: list[WrkResult], baseline_runs: list[WrkResult],
+              baseline_name: str, goal: str = "", part: str = "http") -> Row:
+    """The median over rounds of Tally's rate / the baseline's rate in the same round."""
+    tally, baseline = pooled(tally_runs), pooled(baseline_runs)
+    ratios = sorted(t.rate / b.rate for t, b in zip(tally_runs, baseline_runs, strict=True))
+    note = (f"rounds {len(ratios)}, ratio range {ratios[0]:.2f}-{ratios[-1]:.2f} | Tally: "
+            f"{run_note(tally)} | baseline: {run_note(baseline)}")
     cpu_ratio = tally.server_cpu_us_per_request() / max(baseline.server_cpu_us_per_request(), 1)
-    note += f" | server CPU per request {cpu_ratio:.1f}x the baseline's"
     return Row(part, figure, rate(tally.rate), f"{rate(baseline.rate)} ({baseline_name})",
-               tally.rate / baseline.rate, goal, note)
+               statistics.median(ratios), goal, note, cpu_ratio)
 
 
 @contextmanager
@@ -106,7 +155,7 @@ def tally_on_redis(redis: RedisProcess, env: dict[str, str], workers: int = 1,
         yield server
 
 
-def http_part(load: Load, env: dict[str, str]) -> list[Row]:
+def http_part(load: Load, env: dict[str, str], rounds: int = 3) -> list[Row]:
     """Targets 1 and 2 of issue 7: update and read against the bare endpoints."""
     bodies = BodyFiles()
     post = [bodies.path(SMALL_BATCH, JSON), JSON]
@@ -117,25 +166,29 @@ def http_part(load: Load, env: dict[str, str]) -> list[Row]:
         fast_stack = check_fast_stack([bare, on_redis, in_memory])
         for server in (on_redis, in_memory):
             create_session(server)
-        bare_post = measure(bare, update_url(bare), "post_body.lua", post, load)
-        redis_post = measure(on_redis, update_url(on_redis), "post_body.lua", post, load, redis)
-        memory_post = measure(in_memory, update_url(in_memory), "post_body.lua", post, load)
-        keyed = post + [RUN_ID]
-        redis_keyed = measure(on_redis, update_url(on_redis), "post_idempotent.lua", keyed,
-                              load, redis)
-        bare_get = measure(bare, result_url(bare), "get.lua", [], load)
-        redis_get = measure(on_redis, result_url(on_redis), "get.lua", [], load, redis)
-        memory_get = measure(in_memory, result_url(in_memory), "get.lua", [], load)
+        runs = interleaved({
+            "bare POST": Target(bare, update_url(bare), "post_body.lua", post),
+            "redis POST": Target(on_redis, update_url(on_redis), "post_body.lua", post, redis),
+            "memory POST": Target(in_memory, update_url(in_memory), "post_body.lua", post),
+            "redis keyed POST": Target(on_redis, update_url(on_redis), "post_idempotent.lua",
+                                       [*post, RUN_ID], redis),
+            "bare GET": Target(bare, result_url(bare), "get.lua", []),
+            "redis GET": Target(on_redis, result_url(on_redis), "get.lua", [], redis),
+            "memory GET": Target(in_memory, result_url(in_memory), "get.lua", []),
+        }, load, rounds)
     bodies.close()
     what = f"{SMALL_BATCH}-sample JSON, Precision, 1 worker, {load.describe()}"
     rows = [
-        ratio_row(f"POST update, Redis ({what})", redis_post, bare_post, "bare POST", ">= 0.8x"),
-        ratio_row("POST update, Redis, own Idempotency-Key per request", redis_keyed, bare_post,
+        ratio_row(f"POST update, Redis ({what})", runs["redis POST"], runs["bare POST"],
+                  "bare POST", ">= 0.8x"),
+        ratio_row("POST update, Redis, own Idempotency-Key per request",
+                  runs["redis keyed POST"], runs["bare POST"], "bare POST"),
+        ratio_row("POST update, in-memory store", runs["memory POST"], runs["bare POST"],
                   "bare POST"),
-        ratio_row("POST update, in-memory store", memory_post, bare_post, "bare POST"),
-        ratio_row(f"GET result, Redis, Precision ({load.describe()})", redis_get, bare_get,
-                  "bare GET", ">= 0.8x"),
-        ratio_row("GET result, in-memory store", memory_get, bare_get, "bare GET"),
+        ratio_row(f"GET result, Redis, Precision ({load.describe()})", runs["redis GET"],
+                  runs["bare GET"], "bare GET", ">= 0.8x"),
+        ratio_row("GET result, in-memory store", runs["memory GET"], runs["bare GET"],
+                  "bare GET"),
     ]
     rows[0].note = fast_stack + " | " + rows[0].note
     return rows

@@ -20,6 +20,7 @@ class Row:
     ratio: float | None
     goal: str = ""
     note: str = ""
+    cpu_ratio: float | None = None  # server CPU per request, Tally / baseline (wrk figures)
 
 
 def rate(x: float, unit: str = "req/s") -> str:
@@ -36,11 +37,12 @@ def ratio_text(ratio: float | None) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
 
 
-COLUMNS = ("figure", "Tally", "baseline (same run)", "ratio", "goal")
+COLUMNS = ("figure", "Tally", "baseline (same run)", "ratio", "goal", "CPU/req")
 
 
 def cells(row: Row) -> tuple[str, ...]:
-    return (row.figure, row.value, row.baseline, ratio_text(row.ratio), row.goal)
+    return (row.figure, row.value, row.baseline, ratio_text(row.ratio), row.goal,
+            ratio_text(row.cpu_ratio))
 
 
 def text_table(rows: Sequence[Row]) -> str:
