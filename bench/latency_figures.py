@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -66,13 +67,38 @@ def list_all(client: httpx.Client, prefix: str) -> int:
             return seen
 
 
-def median_time(call: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
+@dataclass
+class Timing:
+    """Wall time and the server's CPU time of repeated calls (CPU time is the steadier figure
+    on a shared machine: other jobs stretch the wall clock, not the work done)."""
+
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+
+    def record(self, server: Server, call: Callable[[], object]) -> None:
+        cpu, began = server.cpu_seconds(), time.perf_counter()
         call()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        self.seconds.append(time.perf_counter() - began)
+        self.cpu_seconds.append(server.cpu_seconds() - cpu)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def cpu_mean(self) -> float:
+        return statistics.fmean(self.cpu_seconds)
+
+
+def repeated(server: Server, call: Callable[[], object], repeat: int) -> Timing:
+    timing = Timing()
+    for _ in range(repeat):
+        timing.record(server, call)
+    return timing
 
 
 def listing_rows(server: Server) -> list[Row]:
@@ -86,32 +112,38 @@ def listing_rows(server: Server) -> list[Row]:
         listed = list_all(client, prefix)
         if listed != LISTED:
             raise RuntimeError(f"listing returned {listed} sessions, not {LISTED}")
-        single = median_time(lambda: timed(lambda: client.get(one)), 200)
-        everything = median_time(lambda: list_all(client, prefix), 7)
+        single = repeated(server, lambda: timed(lambda: client.get(one)), 200)
+        everything = repeated(server, lambda: list_all(client, prefix), 7)
     return [Row("listing", f"list {LISTED:,} sessions with results (limit={LISTED}, "
-                f"following next_cursor; Redis; httpx, sequential)", millis(everything),
-                f"{millis(single)} (one GET result)", everything / single, "<= 20x",
-                "medians of 7 listings and 200 GETs; time ratio (lower is better)")]
+                f"following next_cursor; Redis; httpx, sequential)", millis(everything.median),
+                f"{millis(single.median)} (one GET result)", everything.median / single.median,
+                "<= 20x", "medians of 7 listings and 200 GETs; time ratio (lower is better); "
+                "CPU/req: the server's mean CPU time of a listing / of a GET",
+                everything.cpu_mean / single.cpu_mean)]
 
 
-def large_rows(server: Server, repeat: int = 3) -> list[Row]:
+def large_rows(server: Server, rounds: int = 3) -> list[Row]:
+    """npz and JSON alternate, `rounds` times each: the best time of each kind."""
     bodies = {kind: body(LARGE_BATCH, kind, seed=1) for kind in (JSON, NPZ)}
-    best = {}
+    timings = {kind: Timing() for kind in bodies}
     with httpx.Client(base_url=server.url, timeout=300) as client:
         timed(lambda: client.put("/v1/sessions/auc.large", json={"metric": "AUC"}))
-        for kind, content in bodies.items():
-            best[kind] = min(
-                timed(lambda: client.post("/v1/sessions/auc.large/update", content=content,  # noqa: B023
-                                          headers={"Content-Type": kind}))  # noqa: B023
-                for _ in range(repeat))
+        for _ in range(rounds):
+            for kind, content in bodies.items():
+                timings[kind].record(server, lambda: timed(lambda: client.post(  # noqa: B023
+                    "/v1/sessions/auc.large/update", content=content,  # noqa: B023
+                    headers={"Content-Type": kind})))  # noqa: B023
     sizes = {kind: len(content) / 1e6 for kind, content in bodies.items()}
+    best = {kind: timing.best for kind, timing in timings.items()}
     json_rate, npz_rate = (LARGE_BATCH / best[k] for k in (JSON, NPZ))
     return [Row("large", f"one {LARGE_BATCH:,}-sample AUC update, .npz (Redis; httpx)",
                 f"{rate(npz_rate, 'samples/s')} ({millis(best[NPZ])})",
                 f"{rate(json_rate, 'samples/s')} ({millis(best[JSON])}, JSON)",
                 npz_rate / json_rate, ">= 10x",
-                f"best of {repeat}; bodies {sizes[NPZ]:.1f} MB (.npz) and {sizes[JSON]:.1f} MB "
-                "(JSON), encoded before timing")]
+                f"best of {rounds}, alternating; bodies {sizes[NPZ]:.1f} MB (.npz) and "
+                f"{sizes[JSON]:.1f} MB (JSON), encoded before timing; CPU/req: the server's "
+                "mean CPU time of an npz update / of a JSON one",
+                timings[NPZ].cpu_mean / timings[JSON].cpu_mean)]
 
 
 def listing_part(env: dict[str, str]) -> list[Row]:
