@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test lint typecheck redis-server chromium openapi bench clean
+.PHONY: run test lint typecheck redis-server chromium wrk openapi bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ chromium:
 	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver \
 	    >/dev/null; } || echo "could not install Chromium: the dashboard's browser tests skip"; }
 
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench examples clients/python
 
@@ -62,8 +68,16 @@ test: $(STAMP) $(EXAMPLES) $(CLIENT) redis-server chromium lint typecheck
 openapi: $(STAMP)
 	$(BIN)/python -m app.openapi > openapi/openapi.json
 
-bench: $(STAMP) redis-server
-	$(BIN)/python -m bench.update_throughput
+# Every figure of BENCHMARKS.md in one run (~4 minutes): ratios to baselines measured in the
+# same run, wrk as load generator. `make bench BENCH_ARGS="--only http"` runs one part;
+# `python -m bench.run_all --help` lists them.
+BENCH_ARGS ?=
+bench: $(STAMP) redis-server wrk
+	KERAS_BACKEND=numpy $(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
+# The two headline ratios only (update and read against the bare endpoints), ~40 s.
+bench-quick: $(STAMP) redis-server wrk
+	$(BIN)/python -m bench.run_all --only http
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -37,7 +37,7 @@ def main() -> None:
     n = args.samples
     y_true = rng.integers(0, 2, n).astype(np.float32)
     mixes = {"continuous": rng.uniform(size=n).astype(np.float32),
-             "5 distinct": rng.choice(np.float32([0.12, 0.34, 0.56, 0.78, 0.9]), n)}
+             "5 distinct": rng.choice(np.array([0.12, 0.34, 0.56, 0.78, 0.9], np.float32), n)}
     _, precision = REGISTRY.build("Precision", {})
     plain = {"y_true": y_true, "y_pred": mixes["continuous"]}
     baseline = best_of(args.repeat, lambda: engine.contribution(precision, plain, None))

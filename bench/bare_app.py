@@ -1,5 +1,12 @@
-"""The baseline: a bare endpoint on the same stack (FastAPI + uvicorn + orjson) that reads
-the same JSON body and answers a constant. Tally's update is measured against it."""
+"""The baselines: bare endpoints on Tally's stack (FastAPI + uvicorn + orjson), no store.
+
+* `POST /v1/sessions/{name}/update` parses the same JSON body with orjson and answers 204:
+  the floor for an update (HTTP, routing, reading and parsing the body).
+* `GET /v1/sessions/{name}/result` answers a constant small JSON, the size of Tally's answer:
+  the floor for a read.
+
+The benchmarks measure Tally's routes against these in the same run (bench/run_all.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 app = FastAPI()
+
+RESULT = b'{"name":"bench","epoch":0,"result":0.5}'
 
 
 @app.get("/healthz")
@@ -23,4 +32,9 @@ async def create(name: str) -> Response:
 @app.post("/v1/sessions/{name}/update")
 async def update(name: str, request: Request) -> Response:
     orjson.loads(await request.body())
-    return Response(b'{"epoch":0,"samples":0}', media_type="application/json")
+    return Response(status_code=204)
+
+
+@app.get("/v1/sessions/{name}/result")
+async def result(name: str) -> Response:
+    return Response(RESULT, media_type="application/json")

@@ -22,8 +22,7 @@ import orjson
 
 from app.settings import Settings
 from bench.hardening import npz
-from bench.update_throughput import start
-from tests.redis_servers import RedisProcess
+from bench.servers import private_redis, serving
 
 
 def _status(pid: int, field: str) -> float:
@@ -46,46 +45,41 @@ def main() -> None:
     settings = Settings()
     classes = math.isqrt(settings.max_state_elements)
     pairs = settings.max_batch_elements // 2
-    redis = RedisProcess().start()
-    process, url = start("app.main:app", {"TALLY_REDIS_URL": redis.url,
-                                          "TALLY_REDIS_TIMEOUT_SECONDS": "30"})
-    pid = process.pid
     rng = np.random.default_rng(0)
-    try:
-        with httpx.Client(timeout=120) as c:
-            print(f"defaults: TALLY_MAX_STATE_ELEMENTS={settings.max_state_elements:,}, "
-                  f"TALLY_MAX_BATCH_ELEMENTS={settings.max_batch_elements:,}; idle RSS "
-                  f"{_status(pid, 'VmRSS'):.0f} MB")
-            c.put(url + "/v1/sessions/big", json={"metric": "MeanIoU",
-                                                  "config": {"num_classes": classes}})
-            cells = rng.permutation(classes * classes)
-            npz_type = {"Content-Type": "application/x-npz"}
-            for i, chunk in enumerate(np.array_split(cells, math.ceil(cells.size / pairs))):
-                body = npz(y_true=(chunk // classes).astype(np.int32),
-                           y_pred=(chunk % classes).astype(np.int32))
-                measure(pid, f"MeanIoU({classes}) update {i}: {chunk.size:,} pairs (npz)",
-                        lambda b=body: c.post(url + "/v1/sessions/big/update",  # type: ignore[misc]
-                                              content=b, headers=npz_type))
-            for what in ("result", "variables"):
-                measure(pid, f"GET {what} of the full state",
-                        lambda w=what: c.get(f"{url}/v1/sessions/big/{w}"))  # type: ignore[misc]
-            measure(pid, "POST reset of the full state",
-                    lambda: c.post(url + "/v1/sessions/big/reset"))
-            c.put(url + "/v1/sessions/auc", json={"metric": "AUC"})
-            y_true = rng.integers(0, 2, pairs).astype(np.float32)
-            y_pred = rng.random(pairs).astype(np.float32)
-            body = orjson.dumps({"y_true": y_true.tolist(), "y_pred": y_pred.round(5).tolist()})
-            measure(pid, f"AUC update: {pairs:,} samples, JSON ({len(body) / 1e6:.1f} MB)",
-                    lambda: c.post(url + "/v1/sessions/auc/update", content=body,
-                                   headers={"Content-Type": "application/json"}))
-            packed = npz(y_true=y_true, y_pred=y_pred)
-            measure(pid, f"AUC update: {pairs:,} samples, npz ({len(packed) / 1e6:.1f} MB)",
-                    lambda: c.post(url + "/v1/sessions/auc/update", content=packed,
-                                   headers=npz_type))
-    finally:
-        process.terminate()
-        process.wait()
-        redis.stop()
+    env = {"TALLY_REDIS_TIMEOUT_SECONDS": "30"}
+    with private_redis() as redis, serving("tally", "app.main:app",
+                                           {"TALLY_REDIS_URL": redis.url, **env}) as server, \
+            httpx.Client(timeout=120) as c:
+        pid, url = server.process.pid, server.url
+        print(f"defaults: TALLY_MAX_STATE_ELEMENTS={settings.max_state_elements:,}, "
+              f"TALLY_MAX_BATCH_ELEMENTS={settings.max_batch_elements:,}; idle RSS "
+              f"{_status(pid, 'VmRSS'):.0f} MB")
+        c.put(url + "/v1/sessions/big", json={"metric": "MeanIoU",
+                                              "config": {"num_classes": classes}})
+        cells = rng.permutation(classes * classes)
+        npz_type = {"Content-Type": "application/x-npz"}
+        for i, chunk in enumerate(np.array_split(cells, math.ceil(cells.size / pairs))):
+            body = npz(y_true=(chunk // classes).astype(np.int32),
+                       y_pred=(chunk % classes).astype(np.int32))
+            measure(pid, f"MeanIoU({classes}) update {i}: {chunk.size:,} pairs (npz)",
+                    lambda b=body: c.post(url + "/v1/sessions/big/update",  # type: ignore[misc]
+                                          content=b, headers=npz_type))
+        for what in ("result", "variables"):
+            measure(pid, f"GET {what} of the full state",
+                    lambda w=what: c.get(f"{url}/v1/sessions/big/{w}"))  # type: ignore[misc]
+        measure(pid, "POST reset of the full state",
+                lambda: c.post(url + "/v1/sessions/big/reset"))
+        c.put(url + "/v1/sessions/auc", json={"metric": "AUC"})
+        y_true = rng.integers(0, 2, pairs).astype(np.float32)
+        y_pred = rng.random(pairs).astype(np.float32)
+        body = orjson.dumps({"y_true": y_true.tolist(), "y_pred": y_pred.round(5).tolist()})
+        measure(pid, f"AUC update: {pairs:,} samples, JSON ({len(body) / 1e6:.1f} MB)",
+                lambda: c.post(url + "/v1/sessions/auc/update", content=body,
+                               headers={"Content-Type": "application/json"}))
+        packed = npz(y_true=y_true, y_pred=y_pred)
+        measure(pid, f"AUC update: {pairs:,} samples, npz ({len(packed) / 1e6:.1f} MB)",
+                lambda: c.post(url + "/v1/sessions/auc/update", content=packed,
+                               headers=npz_type))
 
 
 if __name__ == "__main__":

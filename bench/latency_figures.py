@@ -1,0 +1,161 @@
+"""Latency figures, timed from a Python client (httpx): one request or one sequence at a time,
+so the client waits on the server and is not the bottleneck (these are times, not rates).
+
+Part `listing` (issue 7, target 4): listing 1,000 sessions with their results, following
+`next_cursor` with `limit=1000`, against one `GET .../result`, both medians on one server.
+
+Part `large` (target 3): one 1,000,000-sample `AUC` update as `.npz` against the same batch
+as JSON, end to end (bodies encoded beforehand; the time covers sending, decoding, the AUC
+math, the store and the answer); best of a few, as samples/s.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.bodies import JSON, NPZ, body
+from bench.report import Row, millis, rate
+from bench.servers import Server, private_redis, serving
+
+TALLY = "app.main:app"
+LISTED = 1000
+LARGE_BATCH = 1_000_000
+
+
+def timed(call: Callable[[], httpx.Response]) -> float:
+    began = time.perf_counter()
+    response = call()
+    elapsed = time.perf_counter() - began
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+    return elapsed
+
+
+def populate(client: httpx.Client, prefix: str, count: int) -> None:
+    """`count` Precision sessions, each with one batch, so every listed result is computed
+    (8 client threads: setting up is not measured)."""
+    batch = {"y_true": [0, 1, 1, 0], "y_pred": [0.2, 0.8, 0.4, 0.9]}
+
+    def create(name: str) -> None:
+        timed(lambda: client.put(f"/v1/sessions/{name}", json={"metric": "Precision"}))
+        timed(lambda: client.post(f"/v1/sessions/{name}/update", json=batch))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, (f"{prefix}{i:04d}" for i in range(count))))
+
+
+def list_all(client: httpx.Client, prefix: str) -> int:
+    """Follow `next_cursor` to the end; return how many sessions the pages held."""
+    seen, cursor = 0, None
+    while True:
+        params: dict[str, str | int] = {"prefix": prefix, "limit": LISTED}
+        if cursor:
+            params["cursor"] = cursor
+        r = client.get("/v1/sessions", params=params)
+        if r.status_code != 200:
+            raise RuntimeError(f"listing: {r.status_code} {r.text}")
+        page = r.json()
+        seen += len(page["sessions"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+@dataclass
+class Timing:
+    """Wall time and the server's CPU time of repeated calls (CPU time is the steadier figure
+    on a shared machine: other jobs stretch the wall clock, not the work done)."""
+
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+
+    def record(self, server: Server, call: Callable[[], object]) -> None:
+        cpu, began = server.cpu_seconds(), time.perf_counter()
+        call()
+        self.seconds.append(time.perf_counter() - began)
+        self.cpu_seconds.append(server.cpu_seconds() - cpu)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def cpu_mean(self) -> float:
+        return statistics.fmean(self.cpu_seconds)
+
+
+def repeated(server: Server, call: Callable[[], object], repeat: int) -> Timing:
+    timing = Timing()
+    for _ in range(repeat):
+        timing.record(server, call)
+    return timing
+
+
+def listing_rows(server: Server) -> list[Row]:
+    prefix = "list."
+    limits = httpx.Limits(max_connections=8)
+    with httpx.Client(base_url=server.url, timeout=60, limits=limits) as client:
+        populate(client, prefix, LISTED)
+        one = f"/v1/sessions/{prefix}0000/result"
+        for _ in range(20):  # warm-up
+            timed(lambda: client.get(one))
+        listed = list_all(client, prefix)
+        if listed != LISTED:
+            raise RuntimeError(f"listing returned {listed} sessions, not {LISTED}")
+        single = repeated(server, lambda: timed(lambda: client.get(one)), 200)
+        everything = repeated(server, lambda: list_all(client, prefix), 7)
+    return [Row("listing", f"list {LISTED:,} sessions with results (limit={LISTED}, "
+                f"following next_cursor; Redis; httpx, sequential)", millis(everything.median),
+                f"{millis(single.median)} (one GET result)", everything.median / single.median,
+                "<= 20x", "medians of 7 listings and 200 GETs; time ratio (lower is better); "
+                "CPU/req: the server's mean CPU time of a listing / of a GET",
+                everything.cpu_mean / single.cpu_mean)]
+
+
+def large_rows(server: Server, rounds: int = 3) -> list[Row]:
+    """npz and JSON alternate, `rounds` times each: the best time of each kind."""
+    bodies = {kind: body(LARGE_BATCH, kind, seed=1) for kind in (JSON, NPZ)}
+    timings = {kind: Timing() for kind in bodies}
+    with httpx.Client(base_url=server.url, timeout=300) as client:
+        timed(lambda: client.put("/v1/sessions/auc.large", json={"metric": "AUC"}))
+        for _ in range(rounds):
+            for kind, content in bodies.items():
+                timings[kind].record(server, lambda: timed(lambda: client.post(  # noqa: B023
+                    "/v1/sessions/auc.large/update", content=content,  # noqa: B023
+                    headers={"Content-Type": kind})))  # noqa: B023
+    sizes = {kind: len(content) / 1e6 for kind, content in bodies.items()}
+    best = {kind: timing.best for kind, timing in timings.items()}
+    json_rate, npz_rate = (LARGE_BATCH / best[k] for k in (JSON, NPZ))
+    return [Row("large", f"one {LARGE_BATCH:,}-sample AUC update, .npz (Redis; httpx)",
+                f"{rate(npz_rate, 'samples/s')} ({millis(best[NPZ])})",
+                f"{rate(json_rate, 'samples/s')} ({millis(best[JSON])}, JSON)",
+                npz_rate / json_rate, ">= 10x",
+                f"best of {rounds}, alternating; bodies {sizes[NPZ]:.1f} MB (.npz) and "
+                f"{sizes[JSON]:.1f} MB (JSON), encoded before timing; CPU/req: the server's "
+                "mean CPU time of an npz update / of a JSON one",
+                timings[NPZ].cpu_mean / timings[JSON].cpu_mean)]
+
+
+def listing_part(env: dict[str, str]) -> list[Row]:
+    with private_redis() as redis, serving("tally", TALLY,
+                                           {"TALLY_REDIS_URL": redis.url, **env}) as server:
+        return listing_rows(server)
+
+
+def large_part(env: dict[str, str]) -> list[Row]:
+    # Issue 7's figure is a 1,000,000-sample batch: twice the default TALLY_MAX_BATCH_ELEMENTS
+    # (y_true and y_pred), so this server is configured to take it.
+    limit = {"TALLY_MAX_BATCH_ELEMENTS": str(2 * LARGE_BATCH)}
+    with private_redis() as redis, serving("tally", TALLY, {"TALLY_REDIS_URL": redis.url,
+                                                            **limit, **env}) as server:
+        return large_rows(server)

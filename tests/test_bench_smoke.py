@@ -1,0 +1,67 @@
+"""The benchmark harness' pieces work: wrk's report parses, servers start on uvloop + httptools,
+the Lua scripts send what they should. No timing is asserted (bench/ measures, tests don't)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench.bodies import JSON, BodyFiles
+from bench.report import Row, markdown_table, text_table
+from bench.run_all import arguments, parse_env
+from bench.servers import fast_stack_loaded, serving
+from bench.wrk_runner import RUN_ID, Load, combined, parse_report, result_from_report, run_wrk
+
+REPORT = ('Running 1s test @ http://127.0.0.1:1/\n  1 threads and 2 connections\n'
+          'WRK_JSON {"requests":120,"duration_us":1000000,"bytes":9000,"errors":{"connect":0,'
+          '"read":0,"write":0,"status":3,"timeout":0},"latency_us":{"mean":812.5,"max":4000,'
+          '"p50":700,"p90":1200,"p99":3000}}\n')
+
+
+def test_report_line_parses_into_a_result() -> None:
+    result = result_from_report(parse_report(REPORT), wrk_cpu_seconds=0.25)
+    assert (result.requests, result.seconds, result.rate) == (120, 1.0, 120.0)
+    assert result.failed == 3 and result.latency_us["p99"] == 3000
+    assert result.wrk_cpu_share == 0.25
+    both = combined([result, result])
+    assert both.requests == 240 and both.errors["status"] == 6
+
+
+def test_missing_report_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="WRK_JSON"):
+        parse_report("Running 1s test\n")
+
+
+def test_tables_hold_every_row() -> None:
+    rows = [Row("http", "POST update", "1 req/s", "2 req/s (bare)", 0.5, ">= 0.8x", "a note"),
+            Row("memory", "bytes", "8 B", "6 B", None)]
+    text, markdown = text_table(rows), markdown_table(rows)
+    assert "0.50x" in text and "a note" in text and "bytes" in text
+    assert markdown.count("\n") == 3
+
+
+def test_options_name_known_parts_and_tally_settings() -> None:
+    assert arguments(["--only", "http,engine"]).only == "http,engine"
+    with pytest.raises(SystemExit):
+        arguments(["--only", "nope"])
+    assert parse_env(["TALLY_X=1"]) == {"TALLY_X": "1"}
+    with pytest.raises(SystemExit):
+        parse_env(["PATH=/"])
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench)")
+def test_wrk_drives_the_bare_app_on_the_fast_stack() -> None:
+    bodies = BodyFiles()
+    load = Load(threads=1, connections=2, seconds=1)
+    try:
+        with serving("bare", "bench.bare_app:app", {}) as bare:
+            assert fast_stack_loaded(bare)
+            url = bare.url + "/v1/sessions/smoke"
+            post = run_wrk(url + "/update", "post_idempotent.lua",
+                           [bodies.path(32, JSON), JSON, RUN_ID], load)
+            get = run_wrk(url + "/result", "get.lua", [], load)
+    finally:
+        bodies.close()
+    for result in (post, get):
+        assert result.requests > 0 and result.failed == 0
