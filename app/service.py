@@ -126,6 +126,9 @@ class Sessions:
         self.metrics = MetricPool(registry, metric_cache_bytes, max_state_elements)
         self._metas: OrderedDict[str, SessionMeta] = OrderedDict()
         self._verified: dict[type, int] = {}  # plugin class -> batches checked additive
+        #: The last result computed per session, with the state it came from: requests whose
+        #: reads the store coalesced share one State object, and so one result.
+        self._last_results: dict[str, tuple[State, Any]] = {}
         self._threads = anyio.CapacityLimiter(worker_threads)
 
     async def _offload(self, heavy: bool, work: Callable[[], T]) -> T:
@@ -278,8 +281,15 @@ class Sessions:
 
     async def result(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
-        return {"name": name, "epoch": snap.meta.epoch,
-                "result": await self._result(snap.meta, snap.state)}
+        shared = self._last_results.get(name)
+        if shared is not None and shared[0] is snap.state:  # a reply shared by coalesced reads
+            result = shared[1]
+        else:
+            result = await self._result(snap.meta, snap.state)
+            self._last_results[name] = (snap.state, result)
+            if len(self._last_results) > 10000:
+                self._last_results.pop(next(iter(self._last_results)))
+        return {"name": name, "epoch": snap.meta.epoch, "result": result}
 
     async def variables(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)

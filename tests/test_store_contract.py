@@ -403,3 +403,30 @@ async def test_large_and_small_batches_racing_are_exact(store):
     expected[:6] += 15
     expected[size - 1] += 6 * 15
     np.testing.assert_array_equal(state.sums, expected)
+
+
+async def test_concurrent_reads_share_replies_but_see_acknowledged_writes(store):
+    """Read coalescing (Redis): reads that arrive while one is in flight share the next
+    reply; a read that starts after a write was answered always sees that write."""
+    if not hasattr(store, "_read_now"):
+        pytest.skip("the memory store reads in place; nothing to coalesce")
+    name = "run1.val.precision"
+    await store.create(meta())
+    calls = []
+    send = store._read_now  # noqa: SLF001
+
+    async def counted(session):
+        calls.append(session)
+        return await send(session)
+
+    store._read_now = counted  # noqa: SLF001
+
+    async def write_then_read(i: int) -> None:
+        await store.apply(name, [Batch(sums=runs({i: 1.0}), samples=1)])
+        snapshot = await store.read(name)
+        assert snapshot.state.sums_dict().get(i) == 1.0  # its own write is visible
+
+    await asyncio.gather(*(write_then_read(i) for i in range(20)),
+                         *(store.read(name) for _ in range(40)))
+    assert len(calls) < 60
+    assert await sums(store, name) == {i: 1.0 for i in range(20)}

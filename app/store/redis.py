@@ -181,6 +181,7 @@ class RedisStore:
         self._group_limit = group_commit  # batches per script call; 1 = no grouping
         self._groups: dict[str, list[tuple[Batch, asyncio.Future[Applied | TallyError]]]] = {}
         self._committers: set[asyncio.Task[None]] = set()
+        self._readers: dict[str, list[asyncio.Future[Snapshot | None]]] = {}
         self._replica_acks = replica_acks
         self._replica_timeout_ms = int(replica_timeout * 1000)
         self._sources = {name: _lua(name) for name in SCRIPTS}
@@ -310,7 +311,7 @@ class RedisStore:
         Each batch keeps its own precondition, key and answer; an error of the call (503, 504,
         507) is every waiting request's answer, which is true for each of them."""
         if len(batches) == 1 and _worth_whole(batches[0]):
-            whole = await self._apply_whole(name, batches[0])
+            whole = await self._apply_whole(name, batches[0])  # reads with _read_now
             if whole is not None:
                 return [whole]
         if self._group_limit <= 1:
@@ -376,6 +377,43 @@ class RedisStore:
         return [_decode_answer(name, b, a) for b, a in zip(batches, answers, strict=True)]
 
     async def read(self, name: str) -> Snapshot | None:
+        """Read coalescing, the reads' group commit: reads of one session that arrive while a
+        read of it is in flight wait for the next one and share its reply (a read never joins
+        one already sent, so it sees every write acknowledged before it started). Callers
+        share the Snapshot: it is read-only."""
+        if self._group_limit <= 1:
+            return await self._read_now(name)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Snapshot | None] = loop.create_future()
+        waiting = self._readers.get(name)
+        if waiting is None:
+            self._readers[name] = [future]
+            task = loop.create_task(self._serve_readers(name))
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
+        else:
+            waiting.append(future)
+        return await future
+
+    async def _serve_readers(self, name: str) -> None:
+        while True:
+            now = self._readers.get(name) or []
+            if not now:
+                self._readers.pop(name, None)
+                return
+            self._readers[name] = []
+            try:
+                snapshot = await self._read_now(name)
+            except Exception as exc:  # noqa: BLE001 - every waiting reader gets it
+                for future in now:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for future in now:
+                if not future.done():
+                    future.set_result(snapshot)
+
+    async def _read_now(self, name: str) -> Snapshot | None:
         found = await self._run("read", name, key_list=[
             keys.meta(name), keys.state(name), keys.extremes(name)])
         if not found:
@@ -429,7 +467,7 @@ class RedisStore:
 
         async def read(name: str) -> Snapshot | None:
             async with gate:
-                return await self.read(name)
+                return await self._read_now(name)
 
         snapshots = await asyncio.gather(*(read(name) for name in names))
         gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
