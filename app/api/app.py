@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import catalogue, dashboard, health, problems, sessions
-from app.metrics.plugins import load_plugins
+from app.api import catalogue, dashboard, docs, health, problems, sessions
+from app.metrics.plugins import load_plugins, log_loaded
 from app.metrics.registry import builtin_registry
 from app.openapi import tally_openapi
 from app.service import Sessions
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     that does not load stops the start-up with its own message (`ConfigError`)."""
     settings = settings or Settings()
     registry = builtin_registry()
-    load_plugins(registry, settings.plugin_modules())
+    plugins = load_plugins(registry, settings.plugin_modules())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             metric_cache_bytes=settings.metric_cache_bytes,
             worker_threads=settings.worker_threads)
         app.state.redis_mode_probe = probe
+        log_loaded(plugins)
         if not settings.tokens:
             log.warning("TALLY_TOKENS is not set: the API is open to anyone who can reach it")
         if not settings.redis_url:
@@ -70,9 +71,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app = FastAPI(title="Tally", version="1.1",
                   description="Keras-exact streaming metrics as a service. Errors are RFC 9457 "
-                              "problem documents (application/problem+json).",
-                  lifespan=lifespan)
+                              "problem documents (application/problem+json). The contract is "
+                              "docs/API.md in Tally's source repository.",
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     problems.install(app)
+    docs.install(app)
     for router in (sessions.router, catalogue.router, health.router, dashboard.router):
         app.include_router(router)
     app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]

@@ -18,6 +18,9 @@ log = logging.getLogger("tally")
 PROBLEM = "application/problem+json"
 STATUSES = {s.value for s in HTTPStatus}
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+SESSIONS_PATH = "/v1/sessions/"
+NAME_RULE = ("a session name is 1-200 characters of letters, digits and . _ : - starting with "
+             "a letter or digit, so it cannot hold '/'; use dots for hierarchy")
 
 
 #: When each error status is answered (the OpenAPI description of the status).
@@ -87,9 +90,35 @@ def allowed_methods(request: Request) -> list[str]:
                    for route in request.app.router.routes)]
 
 
+def session_subpaths(app: FastAPI) -> list[str]:
+    """What follows `/v1/sessions/{name}/` in the app's documented paths (`result`, ...)."""
+    prefix = SESSIONS_PATH + "{name}/"
+    return sorted(path[len(prefix):] for path in app.openapi().get("paths", {})
+                  if path.startswith(prefix))
+
+
+def no_route_detail(request: Request) -> str:
+    """Why a path matches no route. Under /v1/sessions/ the usual cause is a name with '/' in
+    it (a TensorBoard-style `run1/val`), so the detail says what a name may hold, with the
+    dotted form of the path, and which routes a session has."""
+    path = request.url.path
+    shown = path if len(path) <= 240 else path[:237] + "..."
+    if not path.startswith(SESSIONS_PATH):
+        return f"no route matches {shown}; GET /docs lists every route"
+    subpaths = session_subpaths(request.app)
+    segments = [s for s in path[len(SESSIONS_PATH):].split("/") if s]
+    action = segments.pop() if len(segments) > 1 and segments[-1] in subpaths else None
+    detail = f"no route matches {shown}: {NAME_RULE}"
+    if len(segments) > 1:
+        dotted = SESSIONS_PATH + ".".join(segments) + (f"/{action}" if action else "")
+        detail += f" ({dotted[:240]})"
+    return (f"{detail}. A session's routes are {SESSIONS_PATH}{{name}} and "
+            f"{SESSIONS_PATH}{{name}}/{{{', '.join(subpaths)}}}")
+
+
 async def http_error(request: Request, exc: Exception) -> JSON:
     """Starlette's own errors (no route, wrong method), keeping their headers; a 405's `Allow`
-    lists every method the path answers."""
+    lists every method the path answers, a 404 for a path no route matches says why."""
     assert isinstance(exc, StarletteHTTPException)
     title = HTTPStatus(exc.status_code).phrase if exc.status_code in STATUSES else "Error"
     detail = str(exc.detail)
@@ -97,6 +126,8 @@ async def http_error(request: Request, exc: Exception) -> JSON:
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
         detail = f"this path answers {headers['Allow']}; got {request.method}"
+    elif exc.status_code == 404 and not allowed_methods(request):
+        detail = no_route_detail(request)
     return problem(exc.status_code, title, detail, headers=headers)
 
 

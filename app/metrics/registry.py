@@ -8,6 +8,7 @@ stateless functions (see plugins.py). Per-sample functions are registered by nam
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Callable
@@ -109,9 +110,31 @@ class Registry:
     def resolve(self, name: str) -> MetricSpec:
         canonical = self._names.get(name)
         if canonical is None:
-            raise NotFound(f"unknown metric class {name!r}; GET /v1/metrics lists the "
-                           f"{len(self._specs)} available classes and their aliases")
+            raise NotFound(f"unknown metric class {name!r}; {self._did_you_mean(name)}"
+                           f"GET /v1/metrics lists the {len(self._specs)} available classes "
+                           "and their aliases")
         return self._specs[canonical]
+
+    def suggestions(self, name: str, n: int = 3) -> list[str]:
+        """The registered names (class names, snake_case names, aliases) closest to `name`,
+        closest first. Compared without case, so `precison` and `PRECISON` find `Precision`;
+        each suggestion is spelt as registered, and one class is suggested once."""
+        by_folded: dict[str, str] = {}
+        for registered in sorted(self._names, key=lambda n: (n != self._names[n], n)):
+            by_folded.setdefault(registered.casefold(), registered)
+        close = difflib.get_close_matches(name.casefold(), list(by_folded), n=3 * n, cutoff=0.6)
+        chosen: dict[str, str] = {}
+        for folded in close:
+            registered = by_folded[folded]
+            chosen.setdefault(self._names[registered], registered)
+        return list(chosen.values())[:n]
+
+    def _did_you_mean(self, name: str) -> str:
+        close = self.suggestions(name)
+        if not close:
+            return ""
+        others = f" (or {', '.join(repr(c) for c in close[1:])})" if close[1:] else ""
+        return f"did you mean {close[0]!r}{others}? "
 
     def specs(self) -> list[MetricSpec]:
         return [self._specs[k] for k in sorted(self._specs)]
