@@ -24,6 +24,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
 
 log = logging.getLogger("tally")
@@ -37,10 +38,11 @@ class DirectoryRefused(Exception):
     """The directory cannot be used safely; the message says why."""
 
 
-def prepare(processes: int, supervisor: int | None) -> Path | None:
+def prepare(processes: int, supervisor: int | None,
+            environ: MutableMapping[str, str] = os.environ) -> Path | None:
     """Set `PROMETHEUS_MULTIPROC_DIR` when several processes serve and return the directory
     (None: in-memory counting). Call before anything imports `prometheus_client`."""
-    given = os.environ.get(VARIABLE)
+    given = environ.get(VARIABLE)
     if given:
         directory = Path(given)
         directory.mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,7 @@ def prepare(processes: int, supervisor: int | None) -> Path | None:
     parent = supervisor if supervisor is not None else os.getppid()
     remove_stale_directories(Path(tempfile.gettempdir()))
     directory = own_directory(Path(tempfile.gettempdir()), parent)
-    os.environ[VARIABLE] = str(directory)
+    environ[VARIABLE] = str(directory)
     log.info("Prometheus multi-process mode: %d workers count in %s", processes, directory)
     return directory
 

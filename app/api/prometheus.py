@@ -114,8 +114,12 @@ def route_template(scope: Scope) -> str:
 class HttpMetricsMiddleware:
     """Counts and times every HTTP request. A plain ASGI middleware (no BaseHTTPMiddleware,
     which costs a task and a stream per request): a clock read, a wrapped `send`, two counter
-    increments and one histogram observation. The route is read after the app has answered,
-    from the `route` the router put in the scope."""
+    increments, a gauge and one histogram observation.
+
+    A request is counted just before the last part of its answer is handed to the server, so
+    an answer a client has received is already in the counts (a scrape that follows it sees
+    it, whichever worker answers). The route is the `route` the router put in the scope. An
+    app that fails before answering is counted as the 500 the server then sends."""
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
@@ -125,24 +129,31 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500  # what the server sends when the app fails before answering
+        status = 500
+        counted = False
+        start = perf_counter()
 
-        async def send_and_note_status(message: Message) -> None:
+        def count() -> None:
+            nonlocal counted
+            counted = True
+            self.metrics.in_progress.dec()
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.metrics.observe(method, route_template(scope), status, perf_counter() - start)
+
+        async def send_counting(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                count()
             await send(message)
 
-        in_progress = self.metrics.in_progress
-        in_progress.inc()
-        start = perf_counter()
+        self.metrics.in_progress.inc()
         try:
-            await self.app(scope, receive, send_and_note_status)
+            await self.app(scope, receive, send_counting)
         finally:
-            elapsed = perf_counter() - start
-            in_progress.dec()
-            method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            self.metrics.observe(method, route_template(scope), status, elapsed)
+            if not counted:
+                count()
 
 
 def multiprocess_directory() -> Path | None:
