@@ -284,7 +284,8 @@ EXPOSITION: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/metrics", response_class=Response, responses={**EXPOSITION, **errors(401)},
+@router.get("/metrics", summary="Prometheus exposition", response_class=Response,
+            responses={**EXPOSITION, **errors(401)},
             openapi_extra={"security": [{"bearer": []}]})
 async def metrics(request: Request, sessions: SessionsDep, settings: SettingsDep,
                   grant: Read) -> Response:
