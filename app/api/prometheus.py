@@ -113,8 +113,8 @@ def route_template(scope: Scope) -> str:
 
 class HttpMetricsMiddleware:
     """Counts and times every HTTP request. A plain ASGI middleware (no BaseHTTPMiddleware,
-    which costs a task and a stream per request): a clock read, a wrapped `send`, two counter
-    increments, a gauge and one histogram observation.
+    which costs a task and a stream per request): two clock reads, a wrapped `send`, one
+    counter increment, one histogram observation, and the in-progress gauge up and down.
 
     A request is counted just before the last part of its answer is handed to the server, so
     an answer a client has received is already in the counts (a scrape that follows it sees
