@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -344,6 +345,7 @@ def two_workers():
     yield server, directory
     server.stop()
     redis_process.stop()
+    shutil.rmtree(directory, ignore_errors=True)  # the next server's workers would remove it
 
 
 def worker_requests(directory: Path) -> dict[int, float]:
