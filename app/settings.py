@@ -36,13 +36,13 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
     max_ttl_seconds: int = Field(365 * 24 * 3600, gt=0)
     plugins: str = ""  # comma-separated module names of metric plugins
-    metrics_max_sessions: int = Field(1000, ge=0)  # sessions exported by GET /metrics
     max_state_elements: int = Field(4_194_304, gt=0)
     max_idempotency_keys: int = Field(100_000, gt=0)
     metric_cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
     worker_threads: int = Field(2, ge=1, le=64)
     redis_replica_acks: int = Field(0, ge=0, le=16)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
+    metrics_max_sessions: int = Field(1000, ge=0)  # sessions exported by GET /metrics
 
     @field_validator("tokens")
     @classmethod

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import catalogue, health, problems, prometheus, sessions
+from app.api import catalogue, health, problems, sessions
+from app.api.prometheus import HttpMetrics, HttpMetricsMiddleware
+from app.api.prometheus import router as prometheus_router
 from app.metrics.plugins import load_plugins
 from app.metrics.registry import builtin_registry
 from app.openapi import tally_openapi
@@ -71,9 +73,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                               "problem documents (application/problem+json).",
                   lifespan=lifespan)
     problems.install(app)
-    for router in (sessions.router, catalogue.router, health.router, prometheus.router):
+    for router in (sessions.router, catalogue.router, health.router):
         app.include_router(router)
-    app.state.http_metrics = prometheus.HttpMetrics()
-    app.add_middleware(prometheus.HttpMetricsMiddleware, metrics=app.state.http_metrics)
+    app.include_router(prometheus_router)
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]
     return app
