@@ -20,8 +20,8 @@ from app.api.schemas import Problem
 BEARER = {
     "type": "http",
     "scheme": "bearer",
-    "description": "A token of TALLY_TOKENS. Needed on every /v1 route when the service has "
-                   "tokens configured; without them the service is open.",
+    "description": "A token of TALLY_TOKENS. Needed on every /v1 route and on /metrics when "
+                   "the service has tokens configured; without them the service is open.",
 }
 FRAMEWORK_422 = "#/components/schemas/HTTPValidationError"
 FRAMEWORK_SCHEMAS = ("HTTPValidationError", "ValidationError")

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     group_commit: int = Field(64, ge=1, le=1024)
     redis_max_connections: int = Field(100, ge=1, le=10_000)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
+    metrics_max_sessions: int = Field(1000, ge=0)  # sessions exported by GET /metrics
 
     @field_validator("tokens")
     @classmethod

@@ -34,6 +34,7 @@ import redis
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from app import prometheus_dir
 from app.errors import ConfigError
 from app.settings import Settings
 
@@ -310,17 +311,28 @@ class RedisModeProbe:
         await self._client.aclose()
 
 
+# -- Prometheus ----------------------------------------------------------------------------
+def prepare_prometheus(how: Serving) -> None:
+    """Several workers count in one shared directory (`app.prometheus_dir`); it must be chosen
+    before `prometheus_client` is imported, which reads `PROMETHEUS_MULTIPROC_DIR` once."""
+    try:
+        prometheus_dir.prepare(how.processes, how.supervisor)
+    except (prometheus_dir.DirectoryRefused, OSError) as exc:
+        raise StartupRefused(f"the Prometheus multi-process directory: {exc}") from None
+
+
 # -- refusing ------------------------------------------------------------------------------
 def checked_app() -> FastAPI:
     """The application, after every check; or the process ends with one line."""
-    from app.api.app import create_app
-
     how = Serving(1)
     try:
         how = serving()
         settings = load_settings()
         check_processes(settings, how)
         check_redis_mode(settings)
+        prepare_prometheus(how)
+        from app.api.app import create_app  # imports prometheus_client: after the line above
+
         return create_app(settings)
     except StartupRefused as exc:
         refuse(str(exc), how)

@@ -102,12 +102,13 @@ def test_errors_are_documented_where_the_route_can_give_them(schema):
     assert statuses[("GET", "/healthz")] == {200}
     assert statuses[("GET", "/readyz")] == {200, 503, 507}
     assert statuses[("GET", "/v1/metrics")] == {200, 401}  # no store, no name
+    assert statuses[("GET", "/metrics")] == {200, 401}  # a store that fails: tally_store_up
 
 
 def test_bearer_scheme_on_every_v1_route(schema):
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path, method, op in operations(schema):
-        expected = [{"bearer": []}] if path.startswith("/v1/") else None
+        expected = [{"bearer": []}] if path.startswith("/v1/") or path == "/metrics" else None
         assert op.get("security") == expected, (method, path)
 
 

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import catalogue, dashboard, docs, health, problems, sessions
+from app.api.prometheus import HttpMetrics, HttpMetricsMiddleware
+from app.api.prometheus import router as prometheus_router
 from app.metrics.plugins import load_plugins, log_loaded
 from app.metrics.registry import builtin_registry
 from app.openapi import tally_openapi
@@ -78,5 +80,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     docs.install(app)
     for router in (sessions.router, catalogue.router, health.router, dashboard.router):
         app.include_router(router)
+    app.include_router(prometheus_router)
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,0 +1,298 @@
+"""`GET /metrics`: the sessions' results and the service's own requests, for Prometheus.
+
+Two kinds of series:
+
+- Sessions, read from the store at each scrape through the paged listing (the caller's token
+  prefix applies): `tally_session_result{session,metric}` for every session whose result is
+  a number (a collection's members as `{session,member}`), `tally_session_epoch{session}` for
+  every session, at most `TALLY_METRICS_MAX_SESSIONS` sessions in name order
+  (`tally_sessions_truncated` says when more exist), and `tally_store_up` (0 when the store
+  did not answer: the request series are still served, so a scrape shows the outage).
+- Requests, counted by `HttpMetricsMiddleware` in the process that serves them:
+  `tally_http_requests_total{method,route,status}`,
+  `tally_http_request_duration_seconds{method,route}` (a histogram) and
+  `tally_http_requests_in_progress`. With several worker processes they count in
+  prometheus_client's multi-process files (see `app.prometheus_dir`), summed at each scrape
+  by whichever worker answers it.
+
+A result that is null in JSON (NaN, or a lazily built metric before its first batch) is
+exported as NaN rather than left out: the series of a session then exists from its creation
+to its deletion, so `count(tally_session_result)` counts sessions and a graph shows a gap
+where the value is undefined; PromQL comparisons with NaN are false, so alerts stay quiet.
+Results that are arrays (per-class results) are not exported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.deps import Read, SessionsDep, SettingsDep
+from app.api.problems import errors
+from app.errors import TallyError
+from app.prometheus_dir import VARIABLE, process_alive
+from app.service import Sessions
+
+router = APIRouter(tags=["operations"])
+
+#: A listing page, as large as the listing allows.
+PAGE = 1000
+#: The label of requests whose path matches no route (one label: bounded cardinality).
+UNMATCHED = "<unmatched>"
+#: Methods outside this set are counted as OTHER (any token is a valid HTTP method).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+#: From 1 ms (a cached result) to 10 s (a large batch on a slow store).
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_WORKER_FILE = re.compile(r"_(\d+)\.db$")
+
+# The `_created` series (when each label set was first seen) exist only in single-process
+# mode; without them the exposition has the same series with one worker or several.
+disable_created_metrics()
+
+
+# -- the service's own requests ------------------------------------------------------------
+class HttpMetrics:
+    """The request series of one app. Each app has its own objects (not the global registry),
+    so apps built in one process (tests) count separately; in multi-process mode the values
+    live in the shared files whatever the object."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "tally_http_requests", "HTTP requests answered, by method, route template and "
+            "status", ("method", "route", "status"), registry=None)
+        self.duration = Histogram(
+            "tally_http_request_duration_seconds", "Time from a request's arrival to the end "
+            "of its answer, by method and route template", ("method", "route"),
+            buckets=BUCKETS, registry=None)
+        self.in_progress = Gauge(
+            "tally_http_requests_in_progress", "HTTP requests being answered",
+            registry=None, multiprocess_mode="livesum")
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    @property
+    def collectors(self) -> tuple[Collector, ...]:
+        return self.requests, self.duration, self.in_progress
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # once per label set: `labels()` validates and locks
+            children = (self.requests.labels(method, route, str(status)),
+                        self.duration.labels(method, route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/v1/sessions/{name}/update`), never the raw path."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request. A plain ASGI middleware (no BaseHTTPMiddleware,
+    which costs a task and a stream per request): two clock reads, a wrapped `send`, one
+    counter increment, one histogram observation, and the in-progress gauge up and down.
+
+    A request is counted just before the last part of its answer is handed to the server, so
+    an answer a client has received is already in the counts (a scrape that follows it sees
+    it, whichever worker answers). The route is the `route` the router put in the scope. An
+    app that fails before answering is counted as the 500 the server then sends."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        counted = False
+        start = perf_counter()
+
+        def count() -> None:
+            nonlocal counted
+            counted = True
+            self.metrics.in_progress.dec()
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.metrics.observe(method, route_template(scope), status, perf_counter() - start)
+
+        async def send_counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                count()
+            await send(message)
+
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_counting)
+        finally:
+            if not counted:
+                count()
+
+
+def multiprocess_directory() -> Path | None:
+    """The shared directory when the request series count in multi-process mode."""
+    given = os.environ.get(VARIABLE)
+    return Path(given) if given else None
+
+
+def forget_dead_workers(directory: Path) -> None:
+    """`mark_process_dead` for every worker whose files remain but which is gone (killed,
+    crashed, restarted by uvicorn): its in-progress gauge would otherwise count forever. Its
+    counters and histograms stay: what it answered was answered, and the totals must not go
+    down when a worker is replaced."""
+    pids = {int(m[1]) for f in directory.glob("gauge_live*.db")
+            if (m := _WORKER_FILE.search(f.name))}
+    for pid in pids:
+        if not process_alive(pid):
+            mark_process_dead(pid, str(directory))
+
+
+# -- the sessions --------------------------------------------------------------------------
+def scalar(value: Any) -> float | None:
+    """A result as a sample value: numbers as floats, null (undefined) as NaN, anything else
+    (arrays) None, meaning not exported."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def result_samples(entry: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], float]]:
+    """The labels and values of `tally_session_result` for one listing entry: one sample for
+    a single metric; one per member when the result is an object of member results (a metric
+    collection)."""
+    name, result = entry["name"], entry["result"]
+    if isinstance(result, Mapping):
+        for member, value in result.items():
+            number = scalar(value)
+            if number is not None:
+                yield {"session": name, "member": str(member)}, number
+        return
+    number = scalar(result)
+    if number is not None:
+        yield {"session": name, "metric": str(entry.get("metric", ""))}, number
+
+
+@dataclass
+class SessionPage:
+    """The sessions a scrape exports, and whether more exist or the store failed."""
+
+    entries: list[dict[str, Any]]
+    truncated: bool = False
+    store_up: bool = True
+
+
+async def exported_sessions(sessions: Sessions, limit: int, grant_prefix: str) -> SessionPage:
+    """At most `limit` sessions in name order, through the listing's pages. Each page asks
+    for one more than still wanted, so that a full last page tells if more exist."""
+    entries: list[dict[str, Any]] = []
+    cursor: str | None = None
+    try:
+        while True:
+            wanted = limit - len(entries)
+            page = await sessions.listing("", cursor, min(PAGE, wanted + 1), grant_prefix)
+            entries.extend(page["sessions"][:wanted])
+            if len(page["sessions"]) > wanted:
+                return SessionPage(entries, truncated=True)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return SessionPage(entries)
+    except TallyError as exc:
+        if exc.status < 500:
+            raise
+        return SessionPage(entries, store_up=False)
+
+
+def session_families(page: SessionPage, limit: int) -> list[Metric]:
+    cut = (f" Truncated: only the first {limit} sessions by name are exported "
+           "(TALLY_METRICS_MAX_SESSIONS)." if page.truncated else "")
+    result = Metric("tally_session_result", "Each session's current result (Keras result()); "
+                    "NaN when undefined; a collection's members by member." + cut, "gauge")
+    epoch = GaugeMetricFamily("tally_session_epoch", "Each session's current epoch (resets "
+                              "so far)." + cut, labels=("session",))
+    for entry in page.entries:
+        for labels, value in result_samples(entry):
+            result.add_sample("tally_session_result", labels, value)
+        epoch.add_metric((entry["name"],), entry["epoch"])
+    truncated = GaugeMetricFamily("tally_sessions_truncated", "1 when more sessions exist than "
+                                  "TALLY_METRICS_MAX_SESSIONS and only the first are exported",
+                                  value=float(page.truncated))
+    store_up = GaugeMetricFamily("tally_store_up", "1 when the store answered the listing of "
+                                 "this scrape, else 0 (the session series are then missing)",
+                                 value=float(page.store_up))
+    return [result, epoch, truncated, store_up]
+
+
+class Families:
+    """Ready metric families as a collector."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def scrape_registry(http: HttpMetrics, sessions: Iterable[Metric]) -> CollectorRegistry:
+    """A registry for one scrape: the request series (this process's, or every worker's
+    files summed) and the session families."""
+    registry = CollectorRegistry(auto_describe=False)
+    directory = multiprocess_directory()
+    if directory is None:
+        for collector in http.collectors:
+            registry.register(collector)
+    else:
+        forget_dead_workers(directory)
+        MultiProcessCollector(registry, path=str(directory))
+    registry.register(Families(sessions))
+    return registry
+
+
+EXPOSITION: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text exposition (OpenMetrics when the Accept header asks "
+                         "for it)",
+          "content": {"text/plain": {"schema": {"type": "string"}},
+                      "application/openmetrics-text": {"schema": {"type": "string"}}}},
+}
+
+
+@router.get("/metrics", summary="Prometheus exposition", response_class=Response,
+            responses={**EXPOSITION, **errors(401)},
+            openapi_extra={"security": [{"bearer": []}]})
+async def metrics(request: Request, sessions: SessionsDep, settings: SettingsDep,
+                  grant: Read) -> Response:
+    """Prometheus series: each session's result and epoch (those the token's prefix covers, at
+    most TALLY_METRICS_MAX_SESSIONS), and the service's request counts and latencies."""
+    limit = settings.metrics_max_sessions
+    page = await exported_sessions(sessions, limit, grant.prefix if grant else "")
+    registry = scrape_registry(request.app.state.http_metrics, session_families(page, limit))
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(registry), media_type=content_type)
