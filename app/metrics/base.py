@@ -16,7 +16,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -72,6 +72,10 @@ class Variable:
         #: A reverse cumulative sum along axis 0 (AUC's per-threshold counts): the stores keep
         #: its per-bucket differences, so a batch writes only the buckets it touched.
         self.cumulative = False
+        #: What determines this variable's per-batch value (None: nothing declared). Two
+        #: variables with equal keys, shapes and dtypes hold equal values after any batches, so
+        #: a metric collection stores them once (a compute group, see `collection.py`).
+        self.share_key: str | None = None
 
     def assign(self, value: Any) -> None:
         array = np.asarray(value)
@@ -116,8 +120,8 @@ class Metric:
     """Base class of every metric, built-in or plugin. Mirrors `keras.metrics.Metric`."""
 
     #: Names of the arrays `update_state` takes besides `sample_weight`; derived from the
-    #: signature when a subclass does not set it.
-    inputs: ClassVar[tuple[str, ...]]
+    #: signature when a subclass does not set it (a collection sets it per instance).
+    inputs: tuple[str, ...]
 
     #: Keras builds some metrics' variables on the first update, with shapes taken from the
     #: batch (F1Score's classes, R2Score's columns). Such metrics set `lazy = True`, create
@@ -170,6 +174,17 @@ class Metric:
     @property
     def variables(self) -> list[Variable]:
         return list(self._variables)
+
+    @property
+    def stored_variables(self) -> list[Variable]:
+        """The variables the store keeps, in storage order: all of `variables`, except in a
+        collection whose members share state (one variable per compute group)."""
+        return self.variables
+
+    def variable_aliases(self) -> dict[str, list[str]]:
+        """Stored variable name -> the names of `variables` that hold its value, for the
+        stored variables that more than one name shows (a collection's compute groups)."""
+        return {}
 
     # -- lazily shaped state -----------------------------------------------------------
     @property
@@ -247,6 +262,11 @@ class Metric:
 
     def result(self) -> Any:
         raise NotImplementedError
+
+    def unbuilt_result(self) -> Any:
+        """The result of a lazy metric before its first batch fixed its layout: None (Keras
+        raises); a collection answers its other members' results beside it."""
+        return None
 
     def reset_state(self) -> None:
         for variable in self._variables:
