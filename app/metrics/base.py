@@ -143,6 +143,9 @@ class Metric:
         #: from its configured state limit; a first batch whose layout would build more is
         #: refused before anything is allocated (see `ensure_built`).
         self.max_state_elements: int | None = None
+        #: What `max_state_elements` is, for messages (a collection's member gets what the
+        #: other members leave of the session's limit).
+        self.state_limit_scope = "per session (TALLY_MAX_STATE_ELEMENTS)"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -287,7 +290,7 @@ def check_state_size(metric: Metric, elements: int | None, error: type[Exception
     limit = metric.max_state_elements
     if limit is not None and elements is not None and elements > limit:
         raise error(f"{type(metric).__name__} would keep {elements:,} state elements {when}; "
-                    f"the limit is {limit:,} per session (TALLY_MAX_STATE_ELEMENTS)")
+                    f"the limit is {limit:,} {metric.state_limit_scope}")
 
 
 def validate_dtype(dtype: Any, allowed: Sequence[str]) -> str:

@@ -227,6 +227,9 @@ class MetricCollection(Metric):
                 own = sum(math.prod(v.shape) for v in member.metric.variables)
                 member.metric.max_state_elements = None if max_elements is None \
                     else max_elements - (held - own)
+                member.metric.state_limit_scope = (
+                    f"left by the collection's other members, of {max_elements:,} per session "
+                    "(TALLY_MAX_STATE_ELEMENTS)")
 
     # -- the Keras API -----------------------------------------------------------------------
     def update_state(self, *args: Any, sample_weight: Any = None, **inputs: Any) -> None:
