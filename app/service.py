@@ -32,7 +32,7 @@ from app.errors import Conflict, InvalidInput, TallyError
 from app.metric_pool import MetricPool
 from app.metrics import engine
 from app.metrics.base import Metric
-from app.metrics.collection import COLLECTION, MetricCollection, build_metric
+from app.metrics.collection import COLLECTION, MetricCollection, build_collection
 from app.metrics.registry import REGISTRY, Registry
 from app.store.base import (
     Applied,
@@ -181,15 +181,19 @@ class Sessions:
                      ) -> tuple[dict[str, Any], bool]:
         """Create a session of one metric class (`metric`, `config`) or a collection
         (`members`: `[{"metric", "config"?}, ...]`)."""
+        instance: Metric
         if members is not None:
-            metric, config = COLLECTION, {"metrics": members}
-        assert metric is not None
-        canonical, instance = build_metric(self.registry, metric, config or {})
-        instance.limit_state(self.max_state_elements)
-        args = _jsonable(config or {})
-        if isinstance(instance, MetricCollection):
+            instance = build_collection(self.registry, {"metrics": members})
             # The compute groups fix the storage layout: recorded with the session.
-            args["shared"] = instance.shared_names()
+            canonical = COLLECTION
+            args = _jsonable({"metrics": members, "shared": instance.shared_names()})
+        elif metric is not None:
+            spec, instance = self.registry.build(metric, config)
+            canonical, args = spec.name, _jsonable(config or {})
+        else:
+            raise InvalidInput("a session needs 'metric' (one metric class) or 'metrics' (a "
+                               "collection); got neither")
+        instance.limit_state(self.max_state_elements)
         full = _jsonable(instance.get_config())
         meta = SessionMeta(name=name, metric=canonical, args=args, config=full,
                            created_at=time.time(), ttl_seconds=ttl_seconds, id=uuid.uuid4().hex)

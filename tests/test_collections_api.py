@@ -127,6 +127,9 @@ def test_put_is_idempotent_for_equal_members_and_conflicts_otherwise(client):
     ({"metrics": [{"metric": "AUC", "config": {"num_thresholds": 1}}]}, 422, "num_thresholds"),
     ({"metrics": [{"metric": "AUC", "curve": "PR"}]}, 422, "unknown field"),
     ({"metrics": ["AUC"]}, 422, "must be an object"),
+    # The name a collection is stored under is no metric class.
+    ({"metric": "[collection]", "config": {"metrics": [{"metric": "Recall"}]}}, 404,
+     "'[collection]'"),
 ])
 def test_bad_collections_are_4xx_and_create_nothing(client, body, status, says):
     answer = client.put("/v1/sessions/bad", json=body)
@@ -328,3 +331,30 @@ async def test_exact_totals_with_resets_under_load(live_servers):
         assert_close(json_array(result["sum"]), np.float32(sum(values)), f"epoch {epoch} sum")
         expected_mean = np.mean(values) if values else 0.0
         assert_close(json_array(result["mean"]), expected_mean, f"epoch {epoch} mean")
+
+
+def test_the_readme_example_with_the_python_client(live_servers):
+    """README's worked example, as a user writes it with tally_client, against Keras."""
+    from tally_client import TallyClient
+
+    name = f"run42.val.{random.randrange(10**9)}"
+    members = [
+        {"metric": "Precision"}, {"metric": "Recall"},
+        {"metric": "AUC", "config": {"num_thresholds": 200}},
+        {"metric": "AUC", "config": {"curve": "PR", "name": "pr_auc"}},
+        {"metric": "F1Score", "config": {"threshold": 0.5}},
+    ]
+    rng = np.random.default_rng(42)
+    data = [(rng.integers(0, 2, (32, 1)).astype(np.float32),
+             rng.uniform(size=(32, 1)).astype(np.float32)) for _ in range(5)]
+    reference = KerasCollection(members)
+    with TallyClient(live_servers[0]) as tally:
+        document = tally.create(name, metrics=members)
+        assert document["metrics"] == ["Precision", "Recall", "AUC", "AUC", "F1Score"]
+        for y_true, y_pred in data:
+            tally.update(name, y_true, y_pred)
+            reference.update({"y_true": y_true, "y_pred": y_pred})
+        reference.compare_result(tally.result(name)["result"], "client result")
+        closed = tally.reset(name)["closed"]
+        reference.compare_result(closed["result"], "client reset")
+        tally.delete(name)

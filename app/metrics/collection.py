@@ -26,7 +26,7 @@ never changes under it, whatever later versions declare.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,9 +81,10 @@ class MemberVariable(Variable):
         for variable in self._group:
             variable.value = value
 
-    def reset(self) -> None:
-        for variable in self._group:
-            variable.reset()
+    @property
+    def grouped(self) -> bool:
+        """Whether other members' variables hold this one's value (a compute group)."""
+        return len(self._group) > 1
 
 
 @dataclass
@@ -240,8 +241,9 @@ class MetricCollection(Metric):
         for member, skip in zip(self.members, layout.skipped, strict=True):
             if not skip:
                 self._update_member(member, inputs, sample_weight)
-        for proxy in self._current().stored:  # members that did not run read their leader
-            proxy.value = proxy.value
+        for proxy in self._current().stored:
+            if proxy.grouped:  # every member of a group holds the stored value (a member
+                proxy.value = proxy.value  # that did not run, too)
         if not built_before:
             check_state_size(self, self._stored_elements(), InvalidInput,
                              f"with the layout {self.layout} of this first batch")
@@ -268,9 +270,6 @@ class MetricCollection(Metric):
     def get_config(self) -> dict[str, Any]:
         return {"metrics": [{"class_name": m.class_name, "config": m.metric.get_config()}
                             for m in self.members]}
-
-    def __iter__(self) -> Iterator[Member]:
-        return iter(self.members)
 
 
 # -- building a collection from a session's arguments ------------------------------------------
