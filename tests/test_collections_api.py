@@ -358,3 +358,39 @@ def test_the_readme_example_with_the_python_client(live_servers):
         closed = tally.reset(name)["closed"]
         reference.compare_result(closed["result"], "client reset")
         tally.delete(name)
+
+
+@pytest.fixture
+def plugin_client():
+    from app.store.memory import MemoryStore
+    with TestClient(create_app(Settings(plugins="tests.plugin_samples"),
+                               store=MemoryStore())) as c:
+        yield c
+
+
+def test_plugin_members_with_max_and_min_aggregations(plugin_client):
+    """A plugin's max/min variables beside a built-in's sums, in one collection."""
+    client = plugin_client
+    assert put(client, "p", [{"metric": "MaxAbsoluteError"}, {"metric": "mae"}]).status_code \
+        == 201
+    rng = np.random.default_rng(8)
+    y_true, y_pred = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    for t, p in zip(y_true, y_pred, strict=True):
+        assert update(client, "p", {"y_true": t.tolist(), "y_pred": p.tolist()}).status_code \
+            == 200
+    errors = np.abs(y_true.astype(np.float32) - y_pred.astype(np.float32))
+    shown = {v["name"]: v["value"] for v in variables(client, "p")}
+    assert shown["max_absolute_error/largest"] == pytest.approx(float(errors.max()), rel=1e-6)
+    assert shown["max_absolute_error/smallest"] == pytest.approx(float(errors.min()), rel=1e-6)
+    result = client.get("/v1/sessions/p/result").json()["result"]
+    assert result["mean_absolute_error"] == pytest.approx(float(errors.mean()), rel=1e-5)
+
+
+def test_a_plugin_member_that_is_not_an_increment_is_refused_and_changes_nothing(
+        plugin_client):
+    client = plugin_client
+    put(client, "e", [{"metric": "Mean"}, {"metric": "ExponentialAverage"}])
+    answer = update(client, "e", {"values": [1.0, 3.0]})
+    assert answer.status_code == 422
+    assert "not a 'sum' aggregation" in answer.json()["detail"]
+    assert client.get("/v1/sessions/e/result").json()["result"]["mean"] == 0.0
