@@ -246,11 +246,13 @@ class Sessions:
     def _unverified_plugins(self, meta: SessionMeta, metric: Metric) -> list[type]:
         """The plugin classes (the metric's, or a collection's members') whose first batches
         are still to be checked to be pure increments."""
-        parts = [(m.class_name, m.metric) for m in metric.members] \
-            if isinstance(metric, MetricCollection) else [(meta.metric, metric)]
-        return [type(m) for class_name, m in parts
-                if not self.registry.resolve(class_name).builtin
-                and self._verified.get(type(m), 0) < PLUGIN_CHECKS]
+        if not isinstance(metric, MetricCollection):  # the hot path: one lookup
+            if self.registry.resolve(meta.metric).builtin:
+                return []
+            return [type(metric)] if self._verified.get(type(metric), 0) < PLUGIN_CHECKS else []
+        return [type(m.metric) for m in metric.members
+                if not self.registry.resolve(m.class_name).builtin
+                and self._verified.get(type(m.metric), 0) < PLUGIN_CHECKS]
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None) -> Applied:
