@@ -6,7 +6,7 @@ Responses are built as plain dicts (orjson) and request bodies are decoded by `c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -152,9 +152,9 @@ class CreateBody(Body):
 
     metric: str | SkipJsonSchema[None] = Field(None, examples=["Precision"])
     config: dict[str, Any] | None = Field(None, examples=[{"thresholds": [0.3, 0.7]}])
-    metrics: list[MemberSpec] | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=MAX_MEMBERS,
-        description="a collection: every member runs on every batch, named by its config "
+    metrics: Annotated[list[MemberSpec], Field(min_length=1, max_length=MAX_MEMBERS)] \
+        | SkipJsonSchema[None] = Field(
+        None, description="a collection: every member runs on every batch, named by its config "
                     "'name' (Keras' default names: precision, auc, ...)",
         examples=[[{"metric": "Precision"}, {"metric": "AUC", "config": {"num_thresholds": 200}}]])
     ttl_seconds: int | None = Field(None, ge=1)
