@@ -35,6 +35,7 @@ import numpy as np
 from app.errors import ConfigError, InvalidInput
 from app.metrics import engine
 from app.metrics.base import Metric, Variable, check_state_size
+from app.metrics.limits import MAX_COLLECTION_MEMBERS
 
 if TYPE_CHECKING:
     from app.metrics.registry import Registry
@@ -42,9 +43,8 @@ if TYPE_CHECKING:
 #: `SessionMeta.metric` of a collection session: no metric class can have this name.
 COLLECTION = "[collection]"
 
-#: The most members a collection may have. Each member's update runs on every batch, so the
-#: cap bounds one update's work (the state limit bounds the state, as for one metric).
-MAX_MEMBERS = 32
+#: The most members a collection may have (see `limits.py`).
+MAX_MEMBERS = MAX_COLLECTION_MEMBERS
 
 
 @dataclass
