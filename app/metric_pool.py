@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from app.metrics.base import Metric
+from app.metrics.collection import build_metric
 from app.metrics.registry import Registry
 
 
@@ -48,7 +49,7 @@ class MetricPool:
         return self._bytes
 
     def build(self, metric: str, args: dict[str, Any]) -> Metric:
-        _, instance = self.registry.build(metric, args)
+        _, instance = build_metric(self.registry, metric, args)  # a class, or a collection
         instance.limit_state(self.state_limit)
         return instance
 

@@ -32,6 +32,7 @@ from app.errors import Conflict, InvalidInput, TallyError
 from app.metric_pool import MetricPool
 from app.metrics import engine
 from app.metrics.base import Metric
+from app.metrics.collection import COLLECTION, MetricCollection, build_collection
 from app.metrics.registry import REGISTRY, Registry
 from app.store.base import (
     Applied,
@@ -155,7 +156,7 @@ class Sessions:
             variables = engine.describe_variables(metric, meta.layout)
         return {
             "name": meta.name,
-            "metric": meta.metric,
+            **hosted(meta),
             "config": meta.config,
             "epoch": meta.epoch,
             "variables": variables,
@@ -178,20 +179,33 @@ class Sessions:
         return snap
 
     # -- operations --------------------------------------------------------------------
-    async def create(self, name: str, metric: str, config: dict[str, Any] | None,
-                     ttl_seconds: int | None) -> tuple[dict[str, Any], bool]:
-        spec, instance = self.registry.build(metric, config)
+    async def create(self, name: str, metric: str | None, config: dict[str, Any] | None,
+                     ttl_seconds: int | None, members: list[Any] | None = None
+                     ) -> tuple[dict[str, Any], bool]:
+        """Create a session of one metric class (`metric`, `config`) or a collection
+        (`members`: `[{"metric", "config"?}, ...]`)."""
+        instance: Metric
+        if members is not None:
+            instance = build_collection(self.registry, {"metrics": members})
+            # The compute groups fix the storage layout: recorded with the session.
+            canonical = COLLECTION
+            args = _jsonable({"metrics": members, "shared": instance.shared_names()})
+        elif metric is not None:
+            spec, instance = self.registry.build(metric, config)
+            canonical, args = spec.name, _jsonable(config or {})
+        else:
+            raise InvalidInput("a session needs 'metric' (one metric class) or 'metrics' (a "
+                               "collection); got neither")
         instance.limit_state(self.max_state_elements)
-        args = _jsonable(config or {})
         full = _jsonable(instance.get_config())
-        meta = SessionMeta(name=name, metric=spec.name, args=args, config=full,
+        meta = SessionMeta(name=name, metric=canonical, args=args, config=full,
                            created_at=time.time(), ttl_seconds=ttl_seconds, id=uuid.uuid4().hex)
         stored, created = await self.store.create(meta)
         if not created and not self._same(stored, meta):
             raise Conflict(
-                f"session {name!r} exists with metric {stored.metric} and config "
-                f"{orjson.dumps(stored.config).decode()}; this request asks for {meta.metric} "
-                f"with config {orjson.dumps(meta.config).decode()}")
+                f"session {name!r} exists with {describe(stored)} and config "
+                f"{orjson.dumps(stored.config).decode()}; this request asks for "
+                f"{describe(meta)} with config {orjson.dumps(meta.config).decode()}")
         self._metas[name] = stored
         return self.document(stored), created
 
@@ -200,8 +214,7 @@ class Sessions:
         """Equal metric and full config; constructor arguments that Keras leaves out of
         `get_config` (CosineSimilarity's axis) must be equal too."""
         def identity(m: SessionMeta) -> bytes:
-            hidden = {k: v for k, v in m.args.items() if k not in m.config}
-            return _canonical([m.metric, m.config, hidden])
+            return _canonical([m.metric, m.config, _hidden_args(m)])
         return identity(a) == identity(b)
 
     async def get(self, name: str) -> dict[str, Any]:
@@ -220,24 +233,29 @@ class Sessions:
                 extra = [k for k in inputs if k not in metric.inputs]
                 if missing or extra:
                     raise InvalidInput(
-                        f"{meta.metric} takes {list(metric.inputs)} (and optional "
+                        f"{describe(meta)} takes {list(metric.inputs)} (and optional "
                         f"sample_weight, epoch); missing {missing}, unexpected {extra}")
-                check = self._needs_check(meta, metric)
+                plugins = self._unverified_plugins(meta, metric)
                 delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
-                                            check_additive=check)
-                if check:
-                    self._verified[type(metric)] = self._verified.get(type(metric), 0) + 1
+                                            check_additive=bool(plugins))
+                for cls in plugins:
+                    self._verified[cls] = self._verified.get(cls, 0) + 1
             return _batch(delta)
 
         key_print = "" if idempotency_key is None else fingerprint(
             "update", {**inputs, "sample_weight": sample_weight}, epoch)
         return await self._apply(name, batch_for, epoch, idempotency_key, key_print, heavy)
 
-    def _needs_check(self, meta: SessionMeta, metric: Metric) -> bool:
-        """A plugin metric's first batches are checked to be pure increments."""
-        if self.registry.resolve(meta.metric).builtin:
-            return False
-        return self._verified.get(type(metric), 0) < PLUGIN_CHECKS
+    def _unverified_plugins(self, meta: SessionMeta, metric: Metric) -> list[type]:
+        """The plugin classes (the metric's, or a collection's members') whose first batches
+        are still to be checked to be pure increments."""
+        if not isinstance(metric, MetricCollection):  # the hot path: one lookup
+            if self.registry.resolve(meta.metric).builtin:
+                return []
+            return [type(metric)] if self._verified.get(type(metric), 0) < PLUGIN_CHECKS else []
+        return [type(m.metric) for m in metric.members
+                if not self.registry.resolve(m.class_name).builtin
+                and self._verified.get(type(m.metric), 0) < PLUGIN_CHECKS]
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None) -> Applied:
@@ -346,7 +364,7 @@ class Sessions:
                                      max_elements=self.max_state_elements)
 
         def results() -> list[dict[str, Any]]:
-            return [{"name": s.meta.name, "metric": s.meta.metric, "epoch": s.meta.epoch,
+            return [{"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
                      "result": self.result_of(s.meta, s.state)} for s in page.sessions]
 
         heavy = sum(s.state.elements for s in page.sessions) > OFFLOAD_STATE_ELEMENTS
@@ -367,6 +385,32 @@ class Sessions:
                         "inputs": spec.inputs, "required": spec.required(),
                         "config": _jsonable(defaults)})
         return out
+
+
+def hosted(meta: SessionMeta) -> dict[str, Any]:
+    """What a session hosts, as its document says it: `{"metric": <class>}`, or for a
+    collection `{"metrics": [<member class>, ...]}`."""
+    if meta.metric == COLLECTION:
+        return {"metrics": [m["class_name"] for m in meta.config["metrics"]]}
+    return {"metric": meta.metric}
+
+
+def describe(meta: SessionMeta) -> str:
+    """The session's metric for a message: `Precision`, or `a collection of [...]`."""
+    if meta.metric == COLLECTION:
+        return f"a collection of {hosted(meta)['metrics']}"
+    return f"metric {meta.metric}"
+
+
+def _hidden_args(meta: SessionMeta) -> Any:
+    """Constructor arguments that Keras leaves out of `get_config` (CosineSimilarity's axis),
+    of the metric or of each member: sessions that differ there are different."""
+    def hidden(args: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in args.items() if k not in config}
+    if meta.metric != COLLECTION:
+        return hidden(meta.args, meta.config)
+    return [hidden(entry.get("config") or {}, member["config"])
+            for entry, member in zip(meta.args["metrics"], meta.config["metrics"], strict=True)]
 
 
 def _batch(delta: engine.Contribution) -> Batch:

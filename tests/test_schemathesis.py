@@ -43,12 +43,15 @@ LIVE = {
     "fz.precision": {"metric": "Precision", "config": {"thresholds": [0.3, 0.7]}},
     "fz.auc": {"metric": "AUC", "config": {"num_thresholds": 5}},
     "fz.topk": {"metric": "SparseTopKCategoricalAccuracy", "config": {"k": 2}},
+    "fz.collection": {"metrics": [{"metric": "Precision"}, {"metric": "Recall"},
+                                  {"metric": "AUC", "config": {"num_thresholds": 5}}]},
 }
 FIRST_BATCH = {
     "fz.mean": {"values": [1.0, 2.0, 4.0]},
     "fz.precision": {"y_true": [0, 1, 1], "y_pred": [0.9, 0.6, 0.2]},
     "fz.auc": {"y_true": [0, 1, 1], "y_pred": [0.9, 0.6, 0.2]},
     "fz.topk": {"y_true": [2, 0], "y_pred": [[0.1, 0.2, 0.7], [0.5, 0.4, 0.1]]},
+    "fz.collection": {"y_true": [0, 1, 1], "y_pred": [0.9, 0.6, 0.2]},
 }
 live_names = st.sampled_from(sorted(LIVE))
 names = live_names | live_names | st.text(min_size=1, max_size=12)  # 2 in 3: a live session
@@ -80,6 +83,10 @@ schemathesis.openapi.media_type("application/x-npz", npz_bodies)
 creates = st.builds(lambda m, c: {"metric": m, **c},
                     st.sampled_from(["Mean", "Sum", "Precision", "AUC", "mse", "acc"]),
                     st.just({}) | st.just({"config": {"name": "other"}}))
+collection_creates = st.builds(
+    lambda members: {"metrics": [{"metric": m} for m in members]},
+    st.lists(st.sampled_from(["Precision", "Recall", "AUC", "mse", "Mean"]), min_size=1,
+             max_size=3))
 SEED = 20261124
 
 
@@ -116,7 +123,7 @@ def _mix_in_live_sessions(schema) -> None:
     def flatmap_body(context, body):
         path, method = context.operation.path, context.operation.method.upper()
         if method == "PUT":
-            return creates | st.just(body)
+            return creates | collection_creates | st.just(body)
         if path.endswith(("/update", "/reset")):
             return batches | batches | st.just(body)
         return st.just(body)

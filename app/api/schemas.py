@@ -6,10 +6,12 @@ Responses are built as plain dicts (orjson) and request bodies are decoded by `c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
+
+from app.metrics.collection import MAX_MEMBERS
 
 Nested = Any  # a number or a nested list of numbers
 
@@ -39,10 +41,16 @@ class VariableValue(VariableSpec):
     value: Nested
 
 
+METRIC = "canonical Keras class name (a session of one metric)"
+METRICS = "the members' canonical class names, in member order (a collection, instead of metric)"
+
+
 class SessionDoc(BaseModel):
     name: str
-    metric: str = Field(description="canonical Keras class name")
-    config: dict[str, Any] = Field(description="the full Keras get_config()")
+    metric: str | SkipJsonSchema[None] = Field(None, description=METRIC)
+    metrics: list[str] | SkipJsonSchema[None] = Field(None, description=METRICS)
+    config: dict[str, Any] = Field(description="the full Keras get_config(); for a collection "
+                                   '{"metrics": [{"class_name", "config"}, ...]}')
     epoch: int
     variables: list[VariableSpec]
     created_at: str
@@ -55,7 +63,8 @@ class SessionWithResult(SessionDoc):
 
 class SessionSummary(BaseModel):
     name: str
-    metric: str
+    metric: str | SkipJsonSchema[None] = Field(None, description=METRIC)
+    metrics: list[str] | SkipJsonSchema[None] = Field(None, description=METRICS)
     epoch: int
     result: Nested
 
@@ -74,7 +83,8 @@ class Applied(BaseModel):
 class ResultDoc(BaseModel):
     name: str
     epoch: int
-    result: Nested = Field(description="number, nested list, or null for NaN")
+    result: Nested = Field(description="number, nested list, or null for NaN; for a collection "
+                           "an object of the members' results by member name")
 
 
 class VariablesDoc(BaseModel):
@@ -99,10 +109,18 @@ class History(BaseModel):
     epochs: list[ClosedEpoch]
 
 
+class MemberConfig(BaseModel):
+    class_name: str = Field(description="the member's canonical Keras class name")
+    config: dict[str, Any] = Field(description="the member's full Keras get_config()")
+
+
 class ConfigDoc(BaseModel):
+    """Keras' get_config() of the metric; for a collection, `metrics` only."""
+
     model_config = {"extra": "allow"}
-    name: str
+    name: str | SkipJsonSchema[None] = None
     dtype: str | None = None
+    metrics: list[MemberConfig] | SkipJsonSchema[None] = None
 
 
 class CatalogueEntry(BaseModel):
@@ -124,9 +142,21 @@ class Body(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+class MemberSpec(Body):
+    metric: str = Field(examples=["AUC"])
+    config: dict[str, Any] | None = Field(None, examples=[{"num_thresholds": 200}])
+
+
 class CreateBody(Body):
-    metric: str = Field(examples=["Precision"])
+    """One metric (`metric`, `config`), or a collection (`metrics`): one of the two."""
+
+    metric: str | SkipJsonSchema[None] = Field(None, examples=["Precision"])
     config: dict[str, Any] | None = Field(None, examples=[{"thresholds": [0.3, 0.7]}])
+    metrics: Annotated[list[MemberSpec], Field(min_length=1, max_length=MAX_MEMBERS)] \
+        | SkipJsonSchema[None] = Field(
+        None, description="a collection: every member runs on every batch, named by its config "
+                    "'name' (Keras' default names: precision, auc, ...)",
+        examples=[[{"metric": "Precision"}, {"metric": "AUC", "config": {"num_thresholds": 200}}]])
     ttl_seconds: int | None = Field(None, ge=1)
 
 
@@ -147,8 +177,27 @@ class ResetBody(Body):
     epoch: int | None = Field(None, ge=0)
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its nested models (`$defs`) written in place: the schema is
+    embedded in an operation, where `#/$defs/...` would not resolve."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
 def _body(model: type[BaseModel], *, npz: bool = False, required: bool = True) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": model.model_json_schema()}}
+    schema = _inlined(model.model_json_schema())
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
     if npz:
         content["application/x-npz"] = {
             "schema": {"type": "string", "format": "binary",

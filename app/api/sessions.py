@@ -84,19 +84,39 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
         raise InvalidInput(f"invalid session name {name!r}: expected 1-200 characters of "
                            "A-Z a-z 0-9 . _ : - starting with a letter or digit")
     body = await codecs.json_object(request, settings.max_body_bytes)
-    _only(body, ("metric", "config", "ttl_seconds"), "create")
-    metric, config, ttl = body.get("metric"), body.get("config"), body.get("ttl_seconds")
-    if not isinstance(metric, str) or not metric:
-        raise InvalidInput(f"'metric' must be a metric class name (string); got {metric!r:.100}")
-    if config is not None and not isinstance(config, dict):
-        raise InvalidInput(f"'config' must be an object of constructor arguments; "
-                           f"got {config!r:.100}")
+    _only(body, ("metric", "config", "metrics", "ttl_seconds"), "create")
+    ttl = body.get("ttl_seconds")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
                             or not 1 <= ttl <= settings.max_ttl_seconds):
         raise InvalidInput(f"'ttl_seconds' must be an integer from 1 to "
                            f"{settings.max_ttl_seconds}; got {ttl!r:.100}")
+    if "metrics" in body:
+        members = _collection_members(body)
+        document, created = await sessions.create(name, None, None, ttl, members=members)
+        return JSON(document, status_code=201 if created else 200)
+    metric, config = body.get("metric"), body.get("config")
+    if not isinstance(metric, str) or not metric:
+        raise InvalidInput(f"'metric' must be a metric class name (string), or 'metrics' a "
+                           f"list of them (a collection); got metric={metric!r:.100}")
+    if config is not None and not isinstance(config, dict):
+        raise InvalidInput(f"'config' must be an object of constructor arguments; "
+                           f"got {config!r:.100}")
     document, created = await sessions.create(name, metric, config, ttl)
     return JSON(document, status_code=201 if created else 200)
+
+
+def _collection_members(body: dict[str, Any]) -> list[Any]:
+    """A collection's `metrics`: given instead of `metric`/`config`, as a non-empty list
+    (each entry is checked when the collection is built)."""
+    both = sorted({"metric", "config"} & set(body))
+    if both:
+        raise InvalidInput(f"a create body gives either 'metric' (and 'config') for one "
+                           f"metric, or 'metrics' for a collection; got 'metrics' and {both}")
+    members = body["metrics"]
+    if not isinstance(members, list) or not members:
+        raise InvalidInput("'metrics' must be a non-empty list of {\"metric\": <class>, "
+                           f"\"config\": {{...}}}} objects; got {members!r:.100}")
+    return members
 
 
 @router.get("", response_model=SessionList, responses=errors(401, 422, 503))

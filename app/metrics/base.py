@@ -16,7 +16,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -72,6 +72,10 @@ class Variable:
         #: A reverse cumulative sum along axis 0 (AUC's per-threshold counts): the stores keep
         #: its per-bucket differences, so a batch writes only the buckets it touched.
         self.cumulative = False
+        #: What determines this variable's per-batch value (None: nothing declared). Two
+        #: variables with equal keys, shapes and dtypes hold equal values after any batches, so
+        #: a metric collection stores them once (a compute group, see `collection.py`).
+        self.share_key: str | None = None
 
     def assign(self, value: Any) -> None:
         array = np.asarray(value)
@@ -116,8 +120,8 @@ class Metric:
     """Base class of every metric, built-in or plugin. Mirrors `keras.metrics.Metric`."""
 
     #: Names of the arrays `update_state` takes besides `sample_weight`; derived from the
-    #: signature when a subclass does not set it.
-    inputs: ClassVar[tuple[str, ...]]
+    #: signature when a subclass does not set it (a collection sets it per instance).
+    inputs: tuple[str, ...]
 
     #: Keras builds some metrics' variables on the first update, with shapes taken from the
     #: batch (F1Score's classes, R2Score's columns). Such metrics set `lazy = True`, create
@@ -139,6 +143,9 @@ class Metric:
         #: from its configured state limit; a first batch whose layout would build more is
         #: refused before anything is allocated (see `ensure_built`).
         self.max_state_elements: int | None = None
+        #: What `max_state_elements` is, for messages (a collection's member gets what the
+        #: other members leave of the session's limit).
+        self.state_limit_scope = "per session (TALLY_MAX_STATE_ELEMENTS)"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -170,6 +177,17 @@ class Metric:
     @property
     def variables(self) -> list[Variable]:
         return list(self._variables)
+
+    @property
+    def stored_variables(self) -> list[Variable]:
+        """The variables the store keeps, in storage order: all of `variables`, except in a
+        collection whose members share state (one variable per compute group)."""
+        return self.variables
+
+    def variable_aliases(self) -> dict[str, list[str]]:
+        """Stored variable name -> the names of `variables` that hold its value, for the
+        stored variables that more than one name shows (a collection's compute groups)."""
+        return {}
 
     # -- lazily shaped state -----------------------------------------------------------
     @property
@@ -248,6 +266,11 @@ class Metric:
     def result(self) -> Any:
         raise NotImplementedError
 
+    def unbuilt_result(self) -> Any:
+        """The result of a lazy metric before its first batch fixed its layout: None (Keras
+        raises); a collection answers its other members' results beside it."""
+        return None
+
     def reset_state(self) -> None:
         for variable in self._variables:
             variable.reset()
@@ -267,7 +290,7 @@ def check_state_size(metric: Metric, elements: int | None, error: type[Exception
     limit = metric.max_state_elements
     if limit is not None and elements is not None and elements > limit:
         raise error(f"{type(metric).__name__} would keep {elements:,} state elements {when}; "
-                    f"the limit is {limit:,} per session (TALLY_MAX_STATE_ELEMENTS)")
+                    f"the limit is {limit:,} {metric.state_limit_scope}")
 
 
 def validate_dtype(dtype: Any, allowed: Sequence[str]) -> str:

@@ -19,6 +19,7 @@ from app.metrics.confusion_utils import (
     ConfusionMatrix,
     is_evenly_distributed_thresholds,
     parse_init_thresholds,
+    share_counts,
     update_confusion_matrix_variables,
     validate_class_id,
     validate_top_k,
@@ -43,6 +44,8 @@ class _ConfusionMatrixConditionCount(Metric):
         self.accumulator = self.add_variable(
             shape=(len(self.thresholds),), dtype=STATE_DTYPE, name="accumulator"
         )
+        share_counts({confusion_matrix_cond: self.accumulator}, self.thresholds,
+                     thresholds_distributed_evenly=self._thresholds_distributed_evenly)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         update_confusion_matrix_variables(
@@ -118,6 +121,10 @@ class _TopKRatio(Metric):
                                                 name="true_positives")
         self._other_variable = self.add_variable(shape=shape, dtype=STATE_DTYPE,
                                                  name=self._other.name.lower())
+        share_counts({ConfusionMatrix.TRUE_POSITIVES: self.true_positives,
+                      self._other: self._other_variable}, self.thresholds,
+                     top_k=self.top_k, class_id=self.class_id,
+                     thresholds_distributed_evenly=self._thresholds_distributed_evenly)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         update_confusion_matrix_variables(

@@ -24,6 +24,7 @@ the counts for every threshold, in O(N log T + T) instead of Keras' N x T compar
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Mapping, Sequence
 from enum import Enum
@@ -372,3 +373,21 @@ def update_confusion_matrix_variables(
     )
     for cond, variable in variables_to_update.items():
         variable.assign_add(counts[cond])
+
+
+def share_counts(variables: Mapping[ConfusionMatrix, Variable], thresholds: Sequence[float],
+                 *, top_k: int | None = None, class_id: int | None = None,
+                 multi_label: bool = False, label_weights: Any = None,
+                 thresholds_distributed_evenly: bool = False, from_logits: bool = False) -> None:
+    """Declare what each count's per-batch value depends on (`Variable.share_key`): the
+    arguments of `confusion_counts`, and whether y_pred went through a sigmoid first. Counts
+    with equal keys (and shapes) are equal for every batch, so a collection whose members
+    keep them (Precision and Recall: true positives; AUC ROC and PR: all four) stores them
+    once."""
+    weights = None if label_weights is None else np.asarray(label_weights, np.float64).tolist()
+    for condition, variable in variables.items():
+        variable.share_key = json.dumps([
+            "confusion_counts", condition.name, [float(t) for t in thresholds],
+            {"top_k": top_k, "class_id": class_id, "multi_label": multi_label,
+             "label_weights": weights, "evenly": bool(thresholds_distributed_evenly),
+             "from_logits": from_logits}], sort_keys=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,7 @@ from app.metrics.confusion_utils import (
     ConfusionMatrix,
     confusion_counts,
     is_evenly_distributed_thresholds,
+    share_counts,
     validate_class_id,
 )
 from app.metrics.limits import MAX_AUC_LABEL_ELEMENTS, MAX_THRESHOLDS
@@ -206,15 +208,20 @@ def _gain_curve(tp: np.ndarray, fp: np.ndarray, tn: np.ndarray,
 
 
 
-def _add_confusion_variables(metric: Metric, shape: tuple[int, ...]
+def _add_confusion_variables(metric: Metric, shape: tuple[int, ...],
+                             thresholds: Sequence[float], **counting: Any
                              ) -> tuple[Variable, Variable, Variable, Variable]:
     """TP, FP, TN, FN per threshold (float32 whatever the metric's dtype, as in Keras), stored
-    as per-bucket differences (`cumulative`) so an update writes only the buckets it touched."""
+    as per-bucket differences (`cumulative`) so an update writes only the buckets it touched.
+    `counting`: how `confusion_counts` is called, declared for compute groups."""
     tp, fp, tn, fn = (metric.add_variable(shape, dtype=STATE_DTYPE, name=name)
                       for name in ("true_positives", "false_positives", "true_negatives",
                                    "false_negatives"))
     for variable in (tp, fp, tn, fn):
         variable.cumulative = True
+    share_counts({ConfusionMatrix.TRUE_POSITIVES: tp, ConfusionMatrix.FALSE_POSITIVES: fp,
+                  ConfusionMatrix.TRUE_NEGATIVES: tn, ConfusionMatrix.FALSE_NEGATIVES: fn},
+                 thresholds, **counting)
     return tp, fp, tn, fn
 
 class AUC(Metric):
@@ -320,7 +327,11 @@ class AUC(Metric):
             shape = (self.num_thresholds, num_labels)
             self._num_labels = num_labels
         (self.true_positives, self.false_positives, self.true_negatives,
-         self.false_negatives) = _add_confusion_variables(self, shape)
+         self.false_negatives) = _add_confusion_variables(
+            self, shape, self._thresholds, multi_label=self.multi_label,
+            label_weights=None if self.multi_label else self.label_weights,
+            thresholds_distributed_evenly=self._thresholds_distributed_evenly,
+            from_logits=self._from_logits)
 
     def lazy_elements(self, **layout: Any) -> int:
         return 4 * self.num_thresholds * int(layout["num_labels"])
@@ -434,7 +445,9 @@ class _SensitivitySpecificityBase(Metric):
             self._thresholds_distributed_evenly = True
         shape = (len(self.thresholds),)
         (self.true_positives, self.false_positives, self.true_negatives,
-         self.false_negatives) = _add_confusion_variables(self, shape)
+         self.false_negatives) = _add_confusion_variables(
+            self, shape, self.thresholds, class_id=self.class_id,
+            thresholds_distributed_evenly=self._thresholds_distributed_evenly)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         counts = confusion_counts(

@@ -93,9 +93,9 @@ def state_from_named(metric: Metric, named: Mapping[str, float]) -> State:
 
 
 def slots(metric: Metric) -> list[Slot]:
-    """Where each variable lives in the stored state (in variable order, per space)."""
+    """Where each stored variable lives in the stored state (in variable order, per space)."""
     out, next_sum, next_extreme = [], 0, 0
-    for variable in metric.variables:
+    for variable in metric.stored_variables:
         size = int(variable.initial_value.size)
         if variable.aggregation == "sum":
             out.append(Slot(variable, next_sum))
@@ -193,14 +193,14 @@ def prepare(metric: Metric, layout: dict[str, Any] | None) -> None:
     if not metric.lazy:
         return
     if layout is None:
-        if metric.built:
+        if metric.layout is not None:  # built (or, in a collection, partly built)
             metric.unbuild()
     elif metric.layout != layout:
         metric.build(layout)
 
 
-def _update(metric: Metric, inputs: dict[str, np.ndarray],
-            sample_weight: np.ndarray | None) -> None:
+def run_update(metric: Metric, inputs: dict[str, np.ndarray],
+               sample_weight: np.ndarray | None) -> None:
     """One `update_state`, with numpy's own shape errors reported as the caller's bad input."""
     try:
         with np.errstate(all="ignore"):
@@ -226,13 +226,13 @@ def contribution(metric: Metric, inputs: dict[str, np.ndarray],
     move exactly twice as far, a max/min not at all."""
     prepare(metric, layout)
     metric.reset_state()
-    _update(metric, inputs, sample_weight)
+    run_update(metric, inputs, sample_weight)
     slot_list = slots(metric)
     result = _contribution_of(count_samples(inputs), metric, slot_list,
                               [s.variable.value for s in slot_list])
     if check_additive:
         once = [np.array(v.value, dtype=np.float64) for v in metric.variables]
-        _update(metric, inputs, sample_weight)
+        run_update(metric, inputs, sample_weight)
         _check_twice(metric, once)
     return result
 
@@ -259,12 +259,13 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
         raise InvalidInput(f"{type(metric).__name__} takes its variables' shapes from the "
                            "session's first update; send an update before merging")
     by_name = {s.variable.name: s for s in slots(metric)}
-    unknown = sorted(set(values) - set(by_name))
+    known = [v.name for v in metric.variables]
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise InvalidInput(f"unknown variable(s) {unknown} for {type(metric).__name__}; "
-                           f"expected names among {list(by_name)}")
+                           f"expected names among {known}")
     given: dict[str, np.ndarray] = {}
-    for name, raw in values.items():
+    for name, raw in _stored_values(metric, values).items():
         slot = by_name[name]
         variable = slot.variable
         try:
@@ -282,6 +283,32 @@ def merge_contribution(metric: Metric, values: dict[str, Any],
     merged = _contribution_of(0, metric, chosen, [given[s.variable.name] for s in chosen])
     merged.slots = list(by_name.values())
     return merged
+
+
+def _stored_values(metric: Metric, values: dict[str, Any]) -> dict[str, Any]:
+    """Merge values by stored variable: the names of one compute group (a collection's
+    members that keep the same state) must all be given, with equal values, since the store
+    keeps one copy; one of them stands for the group."""
+    out = {name: raw for name, raw in values.items()}
+    for stored, names in metric.variable_aliases().items():
+        present = [n for n in names if n in values]
+        if not present:
+            continue
+        if len(present) < len(names):
+            raise InvalidInput(
+                f"variables {names} hold one state (a compute group: the members compute it "
+                f"the same way), so a merge gives all of them with equal values or none; got "
+                f"only {present}")
+        arrays = [np.asarray(values[n], dtype=np.float64) for n in names]
+        if any(a.shape != arrays[0].shape or not np.array_equal(a, arrays[0], equal_nan=True)
+               for a in arrays[1:]):
+            raise InvalidInput(
+                f"variables {names} hold one state (a compute group: the members compute it "
+                "the same way), so a merge must give them equal values; got different ones")
+        for name in names:
+            del out[name]
+        out[stored] = values[present[0]]
+    return out
 
 
 def load_state(metric: Metric, state: State | Mapping[str, float],
@@ -318,7 +345,12 @@ def _window(array: np.ndarray, offset: int, size: int) -> np.ndarray:
 
 
 def to_json(value: Any) -> Any:
-    """A result or variable value as JSON: a number or nested lists; NaN becomes null."""
+    """A result or variable value as JSON: a number or nested lists; NaN becomes null. A
+    collection's result is a dict of its members' results."""
+    if isinstance(value, dict):
+        return {key: to_json(member) for key, member in value.items()}
+    if value is None:
+        return None
     array = np.asarray(value, dtype=np.float64)
     if array.ndim == 0:
         number = float(array)
@@ -334,10 +366,8 @@ def result_json(metric: Metric, state: State | Mapping[str, float],
                 layout: dict[str, Any] | None = None) -> Any:
     """The JSON result; null for a lazy metric before its first update (Keras raises)."""
     load_state(metric, state, layout)
-    if not metric.built:
-        return None
     with np.errstate(all="ignore"):
-        return to_json(metric.result())
+        return to_json(metric.result() if metric.built else metric.unbuilt_result())
 
 
 def variables_json(metric: Metric, state: State | Mapping[str, float],

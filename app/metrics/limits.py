@@ -14,3 +14,8 @@ MAX_IOU_CLASSES = 2048
 
 MAX_AUC_LABEL_ELEMENTS = 1_000_000
 """The most elements one of a multi-label AUC's variables may have (thresholds x labels)."""
+
+MAX_COLLECTION_MEMBERS = 32
+"""The most members a metric collection may have. Every member's update runs on every batch,
+so the cap bounds one update's work (the state limit bounds the whole collection's state, as
+for one metric)."""
