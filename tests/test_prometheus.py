@@ -520,3 +520,19 @@ def test_the_dashboard_labels_each_query_by_labels_its_series_carry():
                    for w in group.split(",") if w.strip()}
         matched = set(re.findall(r"(\w+)\s*(?:=~|!=|!~|=)\s*\"", expr))
         assert grouped | matched <= labels, (expr, (grouped | matched) - labels)
+
+
+def test_a_collection_session_exports_one_series_per_member():
+    with make_client() as client:
+        body = {"metrics": [{"metric": "Precision"}, {"metric": "Recall"},
+                            {"metric": "F1Score"}]}
+        assert client.put("/v1/sessions/run7.val", json=body).status_code == 201
+        batch = {"y_true": [[1], [0], [1], [1]], "y_pred": [[0.9], [0.4], [0.35], [0.8]]}
+        assert client.post("/v1/sessions/run7.val/update", json=batch).status_code == 200
+        answered = client.get("/v1/sessions/run7.val/result").json()["result"]
+        text = client.get("/metrics").text
+    members = {s.labels["member"]: s.value for s in samples(text, "tally_session_result")
+               if s.labels.get("session") == "run7.val"}
+    # F1Score's result is a per-class array: not a scalar series, like any array result.
+    assert members == {"precision": answered["precision"], "recall": answered["recall"]}
+    assert by_session(text, "tally_session_epoch")["run7.val"] == 0
