@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ import numpy as np
 import orjson
 
 from app.errors import Conflict, InvalidInput, TallyError
-from app.metric_pool import MetricPool
+from app.metric_pool import MetricPool, metric_key
 from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.collection import COLLECTION, MetricCollection, build_collection
@@ -364,8 +365,20 @@ class Sessions:
                                      max_elements=self.max_state_elements)
 
         def results() -> list[dict[str, Any]]:
-            return [{"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
-                     "result": self.result_of(s.meta, s.state)} for s in page.sessions]
+            # One borrowed metric per distinct (class, arguments) on the page, not one per
+            # session: a page is often a thousand sessions of a few kinds.
+            with ExitStack() as stack:
+                metrics: dict[bytes, Metric] = {}
+                out = []
+                for s in page.sessions:
+                    key = metric_key(s.meta.metric, s.meta.args)
+                    if key not in metrics:
+                        metrics[key] = stack.enter_context(
+                            self.metrics.borrow(s.meta.metric, s.meta.args))
+                    out.append({"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
+                                "result": engine.result_json(metrics[key], s.state,
+                                                             s.meta.layout)})
+                return out
 
         heavy = sum(s.state.elements for s in page.sessions) > OFFLOAD_STATE_ELEMENTS
         return {"sessions": await self._offload(heavy, results),

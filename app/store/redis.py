@@ -48,7 +48,7 @@ from app.store.base import (
 from app.store.state import Runs, state_from
 
 T = TypeVar("T")
-SCRIPTS = ("create", "apply", "read", "reset", "compact", "history", "delete")
+SCRIPTS = ("create", "apply", "read", "read_many", "reset", "compact", "history", "delete")
 RUN = np.dtype([("kind", "u1"), ("start", "<u4"), ("count", "<u4")])
 #: A batch whose runs cover more elements than this is added in numpy and written back whole
 #: (`_apply_whole`): the apply script's Lua loop costs Redis ~1 µs per element, and Redis runs
@@ -459,22 +459,43 @@ class RedisStore:
             self._client.zrangebylex(keys.INDEX, low, high, start=0, num=limit + 1))]
         more = len(names) > limit
         names = names[:limit]
+        if isinstance(self._client, RedisCluster):
+            snapshots = await self._read_each(names, max_elements)
+        else:
+            snapshots = await self._read_page(names, max_elements)
+        more = more or len(snapshots) < len(names)
+        names = names[:len(snapshots)]
+        gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
+        if gone:
+            await self._call(self._client.zrem(keys.INDEX, *gone), writes=True)
+        found = [s for s in snapshots if s is not None]
+        return Page(found, names[-1] if more and names else None)
+
+    async def _read_page(self, names: builtins.list[str], max_elements: int | None
+                         ) -> builtins.list[Snapshot | None]:
+        """A page's sessions in one script call (a single Redis); fewer when the budget
+        stops it."""
+        if not names:
+            return []
+        key_list = [key for name in names
+                    for key in (keys.meta(name), keys.state(name), keys.extremes(name))]
+        found = await self._run("read_many", names[0], [max_elements or 0], key_list=key_list)
+        return [Snapshot(_meta_from(name, entry[0]), state_from(entry[1], entry[2]))
+                if entry else None for name, entry in zip(names, found, strict=False)]
+
+    async def _read_each(self, names: builtins.list[str], max_elements: int | None
+                         ) -> builtins.list[Snapshot | None]:
+        """A page's sessions read one by one, a few at a time (a Cluster: they live in
+        different slots), after cutting the page at the budget."""
         if max_elements is not None:
-            kept = await self._within_budget(names, max_elements)
-            more = more or len(kept) < len(names)
-            names = kept
+            names = await self._within_budget(names, max_elements)
         gate = asyncio.Semaphore(LIST_CONCURRENCY)
 
         async def read(name: str) -> Snapshot | None:
             async with gate:
                 return await self._read_now(name)
 
-        snapshots = await asyncio.gather(*(read(name) for name in names))
-        gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
-        if gone:
-            await self._call(self._client.zrem(keys.INDEX, *gone), writes=True)
-        found = [s for s in snapshots if s is not None]
-        return Page(found, names[-1] if more and names else None)
+        return list(await asyncio.gather(*(read(name) for name in names)))
 
     async def _within_budget(self, names: builtins.list[str], max_elements: int
                              ) -> builtins.list[str]:
