@@ -375,18 +375,18 @@ class Sessions:
     async def _window_result(self, name: str, seconds: int) -> dict[str, Any]:
         """The result over the current window bucket and the `seconds / B - 1` before it: the
         window is checked against the meta, then the buckets are read in one round trip."""
-        meta = await self._meta(name)
-        if meta.window is None:  # the cache may be of an earlier session of the name
-            meta = await self._meta(name, fresh=True)
-        snap = await self.store.read_window(name, window_buckets(meta, seconds))
-        if snap is None:
-            self._metas.pop(name, None)
-            raise SessionNotFound(name)
-        if snap.meta.id != meta.id:  # re-created since the meta was cached: ask again
-            self._metas.pop(name, None)
-            return await self._window_result(name, seconds)
-        return {"name": name, "epoch": snap.meta.epoch, "window_seconds": seconds,
-                "result": await self._result(snap.meta, snap.state)}
+        for attempt in range(2):
+            meta = await self._meta(name, fresh=attempt > 0)
+            if meta.window is None and attempt == 0:  # the cache may be of an earlier session
+                continue
+            snap = await self.store.read_window(name, window_buckets(meta, seconds))
+            if snap is None:
+                self._metas.pop(name, None)
+                raise SessionNotFound(name)
+            if snap.meta.id == meta.id:  # else re-created since the meta was cached: again
+                return {"name": name, "epoch": snap.meta.epoch, "window_seconds": seconds,
+                        "result": await self._result(snap.meta, snap.state)}
+        raise SessionNotFound(name)  # re-created twice while this read ran: gone again
 
     async def variables(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)

@@ -325,3 +325,31 @@ async def test_windows_on_every_store_through_the_service(store):
         answer = await sessions.result("cl.w", seconds)
         assert_close(json_array(answer["result"]), keras_over("AUC", config, chosen),
                      f"{seconds}s")
+
+
+def test_the_readme_example_with_the_python_client(live_servers):
+    """The report's README example, as a user writes it with tally_client, on real servers
+    and the real clock: batches sent within a second all lie in the last 15 minutes."""
+    import random
+
+    from tally_client import TallyClient
+
+    name = f"model7.live.auc.{random.randrange(10**9)}"
+    rng = np.random.default_rng(7)
+    data = [(rng.integers(0, 2, (64,)).astype(np.float32),
+             rng.uniform(size=(64,)).astype(np.float32)) for _ in range(4)]
+    with TallyClient(live_servers[0]) as tally:
+        document = tally.create(name, "AUC", {"num_thresholds": 200},
+                                window={"bucket_seconds": 60, "buckets": 15})
+        assert document["window"] == {"bucket_seconds": 60, "buckets": 15}
+        for y_true, y_pred in data:
+            tally.update(name, y_true, y_pred)
+        tally.reset(name)  # windows outlive epochs
+        last_15_minutes = tally.result(name, window=900)
+        assert last_15_minutes["window_seconds"] == 900
+        batches_seen = [{"y_true": t, "y_pred": p} for t, p in data]
+        assert_close(json_array(last_15_minutes["result"]),
+                     keras_over("AUC", {"num_thresholds": 200}, batches_seen), "15 minutes")
+        assert_close(json_array(tally.result(name)["result"]),  # the new epoch: no batch yet
+                     keras_over("AUC", {"num_thresholds": 200}, []), "new epoch")
+        tally.delete(name)
