@@ -44,6 +44,7 @@ from app.store.base import (
     Snapshot,
     StaleSession,
     Store,
+    Window,
     canonical_layout,
 )
 from app.store.state import State
@@ -57,6 +58,9 @@ PLUGIN_CHECKS = 3  # batches per plugin class and process checked to be pure inc
 #: Work above these sizes runs in a worker thread (below, the hop costs more than the work).
 OFFLOAD_BATCH_ELEMENTS = 16_384
 OFFLOAD_STATE_ELEMENTS = 65_536
+#: The longest time window (buckets x bucket seconds): a leap year.
+MAX_WINDOW_SECONDS = 366 * 24 * 3600
+WINDOW_FIELDS = ("bucket_seconds", "buckets")
 
 
 def valid_name(name: str) -> bool:
@@ -120,8 +124,12 @@ class Sessions:
                  max_ttl_seconds: int = 365 * 24 * 3600,
                  max_state_elements: int = 1_048_576,
                  metric_cache_bytes: int = 256 * 1024 * 1024,
-                 worker_threads: int = 2) -> None:
+                 worker_threads: int = 2,
+                 max_window_buckets: int = 1440,
+                 max_window_elements: int = 4_194_304) -> None:
         self.store = store
+        self.max_window_buckets = max_window_buckets
+        self.max_window_elements = max_window_elements
         self.registry = registry
         self.max_ttl_seconds = max_ttl_seconds
         self.max_state_elements = max_state_elements
@@ -163,6 +171,7 @@ class Sessions:
             "variables": variables,
             "created_at": iso(meta.created_at),
             "ttl_seconds": meta.ttl_seconds,
+            "window": None if meta.window is None else meta.window.as_json(),
         }
 
     def result_of(self, meta: SessionMeta, state: State) -> Any:
@@ -181,10 +190,11 @@ class Sessions:
 
     # -- operations --------------------------------------------------------------------
     async def create(self, name: str, metric: str | None, config: dict[str, Any] | None,
-                     ttl_seconds: int | None, members: list[Any] | None = None
-                     ) -> tuple[dict[str, Any], bool]:
+                     ttl_seconds: int | None, members: list[Any] | None = None,
+                     window: Window | None = None) -> tuple[dict[str, Any], bool]:
         """Create a session of one metric class (`metric`, `config`) or a collection
-        (`members`: `[{"metric", "config"?}, ...]`)."""
+        (`members`: `[{"metric", "config"?}, ...]`), with a time `window` if given (see
+        `window_from`)."""
         instance: Metric
         if members is not None:
             instance = build_collection(self.registry, {"metrics": members})
@@ -198,24 +208,29 @@ class Sessions:
             raise InvalidInput("a session needs 'metric' (one metric class) or 'metrics' (a "
                                "collection); got neither")
         instance.limit_state(self.max_state_elements)
+        if window is not None:
+            self._check_window_fits(window, instance, instance.state_elements(), "config")
         full = _jsonable(instance.get_config())
         meta = SessionMeta(name=name, metric=canonical, args=args, config=full,
-                           created_at=time.time(), ttl_seconds=ttl_seconds, id=uuid.uuid4().hex)
+                           created_at=time.time(), ttl_seconds=ttl_seconds, id=uuid.uuid4().hex,
+                           window=window)
         stored, created = await self.store.create(meta)
         if not created and not self._same(stored, meta):
             raise Conflict(
-                f"session {name!r} exists with {describe(stored)} and config "
-                f"{orjson.dumps(stored.config).decode()}; this request asks for "
-                f"{describe(meta)} with config {orjson.dumps(meta.config).decode()}")
+                f"session {name!r} exists with {describe(stored)}, config "
+                f"{orjson.dumps(stored.config).decode()} and window {_window_text(stored)}; "
+                f"this request asks for {describe(meta)}, config "
+                f"{orjson.dumps(meta.config).decode()} and window {_window_text(meta)}")
         self._metas[name] = stored
         return self.document(stored), created
 
     @staticmethod
     def _same(a: SessionMeta, b: SessionMeta) -> bool:
-        """Equal metric and full config; constructor arguments that Keras leaves out of
+        """Equal metric, full config and window; constructor arguments that Keras leaves out of
         `get_config` (CosineSimilarity's axis) must be equal too."""
         def identity(m: SessionMeta) -> bytes:
-            return _canonical([m.metric, m.config, _hidden_args(m)])
+            window = None if m.window is None else m.window.as_json()
+            return _canonical([m.metric, m.config, _hidden_args(m), window])
         return identity(a) == identity(b)
 
     async def get(self, name: str) -> dict[str, Any]:
@@ -241,11 +256,53 @@ class Sessions:
                                             check_additive=bool(plugins))
                 for cls in plugins:
                     self._verified[cls] = self._verified.get(cls, 0) + 1
+                self._check_window_batch(meta, metric, delta)
             return _batch(delta)
 
         key_print = "" if idempotency_key is None else fingerprint(
             "update", {**inputs, "sample_weight": sample_weight}, epoch)
         return await self._apply(name, batch_for, epoch, idempotency_key, key_print, heavy)
+
+    # -- time windows ------------------------------------------------------------------
+    def window_from(self, value: Any) -> Window:
+        """A create body's `window`: `{"bucket_seconds": B, "buckets": K}`, integers, B >= 1,
+        1 <= K <= max_window_buckets, B x K at most MAX_WINDOW_SECONDS."""
+        expected = ('\'window\' must be {"bucket_seconds": <integer >= 1>, "buckets": <integer '
+                    f'from 1 to {self.max_window_buckets}>}} spanning at most '
+                    f'{MAX_WINDOW_SECONDS} seconds')
+        if not isinstance(value, dict) or sorted(value) != sorted(WINDOW_FIELDS):
+            raise InvalidInput(f"{expected}; got {_short(value)}")
+        seconds, buckets = value["bucket_seconds"], value["buckets"]
+        if not _is_int(seconds) or not _is_int(buckets) or seconds < 1 \
+                or not 1 <= buckets <= self.max_window_buckets \
+                or seconds * buckets > MAX_WINDOW_SECONDS:
+            raise InvalidInput(f"{expected}; got {_short(value)}")
+        return Window(seconds, buckets)
+
+    def _check_window_fits(self, window: Window, metric: Metric, elements: int | None,
+                           what: str) -> None:
+        """A window keeps a whole state per bucket, and buckets hold sums only: refuse (422) a
+        metric with max/min variables, or one whose buckets together would exceed
+        `max_window_elements`. `elements` None: a lazy metric, checked at its first batch."""
+        extremes = sorted({v.name for v in metric.stored_variables if v.aggregation != "sum"})
+        if extremes:
+            raise InvalidInput(f"a time window needs a metric whose variables all add up "
+                               f"(aggregation 'sum'); this one keeps max/min variables "
+                               f"{extremes}")
+        if elements is not None and window.buckets * elements > self.max_window_elements:
+            raise InvalidInput(
+                f"a window of {window.buckets} buckets keeps {window.buckets} x {elements} "
+                f"state elements with this {what}, more than the {self.max_window_elements} "
+                "allowed (TALLY_MAX_WINDOW_ELEMENTS): use fewer buckets or a smaller state")
+
+    def _check_window_batch(self, meta: SessionMeta, metric: Metric,
+                            delta: engine.Contribution) -> None:
+        """On a windowed session, a lazy metric's first batch fixes its state size: check the
+        window against it then (nothing is applied when refused)."""
+        if meta.window is None or delta.layout is None or meta.layout is not None:
+            return
+        self._check_window_fits(meta.window, metric, metric.state_elements(),
+                                "first batch's layout")
 
     def _unverified_plugins(self, meta: SessionMeta, metric: Metric) -> list[type]:
         """The plugin classes (the metric's, or a collection's members') whose first batches
@@ -262,7 +319,9 @@ class Sessions:
                     idempotency_key: str | None) -> Applied:
         def batch_for(meta: SessionMeta) -> Batch:
             with self.metrics.borrow(meta.metric, meta.args) as metric:
-                return _batch(engine.merge_contribution(metric, variables, meta.layout))
+                delta = engine.merge_contribution(metric, variables, meta.layout)
+                self._check_window_batch(meta, metric, delta)
+                return _batch(delta)
 
         key_print = "" if idempotency_key is None else fingerprint(
             "merge", {k: np.asarray(v, np.float64) for k, v in variables.items()}, epoch)
@@ -298,7 +357,11 @@ class Sessions:
             return outcome
         raise AssertionError("unreachable")
 
-    async def result(self, name: str) -> dict[str, Any]:
+    async def result(self, name: str, window_seconds: int | None = None) -> dict[str, Any]:
+        """The epoch's result, or with `window_seconds` the result over the last seconds'
+        window buckets."""
+        if window_seconds is not None:
+            return await self._window_result(name, window_seconds)
         snap = await self.snapshot(name)
         shared = self._last_results.get(name)
         if shared is not None and shared[0] is snap.state:  # a reply shared by coalesced reads
@@ -309,6 +372,22 @@ class Sessions:
             if len(self._last_results) > 10000:
                 self._last_results.pop(next(iter(self._last_results)))
         return {"name": name, "epoch": snap.meta.epoch, "result": result}
+
+    async def _window_result(self, name: str, seconds: int) -> dict[str, Any]:
+        """The result over the current window bucket and the `seconds / B - 1` before it: the
+        window is checked against the meta, then the buckets are read in one round trip."""
+        for attempt in range(2):
+            meta = await self._meta(name, fresh=attempt > 0)
+            if meta.window is None and attempt == 0:  # the cache may be of an earlier session
+                continue
+            snap = await self.store.read_window(name, window_buckets(meta, seconds))
+            if snap is None:
+                self._metas.pop(name, None)
+                raise SessionNotFound(name)
+            if snap.meta.id == meta.id:  # else re-created since the meta was cached: again
+                return {"name": name, "epoch": snap.meta.epoch, "window_seconds": seconds,
+                        "result": await self._result(snap.meta, snap.state)}
+        raise SessionNotFound(name)  # re-created twice while this read ran: gone again
 
     async def variables(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
@@ -424,6 +503,34 @@ def _hidden_args(meta: SessionMeta) -> Any:
         return hidden(meta.args, meta.config)
     return [hidden(entry.get("config") or {}, member["config"])
             for entry, member in zip(meta.args["metrics"], meta.config["metrics"], strict=True)]
+
+
+def window_buckets(meta: SessionMeta, seconds: int) -> int:
+    """How many buckets `?window=seconds` spans on this session; 422 when the session has no
+    window or `seconds` is not a multiple of its bucket within its span."""
+    window = meta.window
+    if window is None:
+        raise InvalidInput(f"session {meta.name!r} has no window (create it with \"window\": "
+                           "{\"bucket_seconds\": B, \"buckets\": K}), so 'window' cannot be "
+                           f"asked of it; got window={seconds}")
+    span = window.bucket_seconds * window.buckets
+    if seconds % window.bucket_seconds or not 1 <= seconds <= span:
+        raise InvalidInput(f"'window' must be a multiple of the session's bucket_seconds "
+                           f"({window.bucket_seconds}) from {window.bucket_seconds} to {span}; "
+                           f"got {seconds}")
+    return seconds // window.bucket_seconds
+
+
+def _window_text(meta: SessionMeta) -> str:
+    return "none" if meta.window is None else orjson.dumps(meta.window.as_json()).decode()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    return f"{value!r:.100}"
 
 
 def _batch(delta: engine.Contribution) -> Batch:

@@ -17,6 +17,7 @@ from app.store.base import (
     SessionMeta,
     SessionNotFound,
     StaleSession,
+    Window,
 )
 from app.store.state import Runs
 
@@ -430,3 +431,123 @@ async def test_concurrent_reads_share_replies_but_see_acknowledged_writes(store)
                          *(store.read(name) for _ in range(40)))
     assert len(calls) < 60
     assert await sums(store, name) == {i: 1.0 for i in range(20)}
+
+
+# -- time windows ------------------------------------------------------------------------------
+class FakeClock:
+    """Unix seconds that a test moves by hand (no sleeping)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def windowed(name: str = "w", bucket_seconds: int = 60, buckets: int = 5) -> SessionMeta:
+    out = meta(name)
+    out.window = Window(bucket_seconds, buckets)
+    return out
+
+
+@pytest.fixture
+def clock(store) -> FakeClock:
+    fake = FakeClock()
+    store.clock = fake
+    return fake
+
+
+async def window_sums(store, name: str, buckets: int) -> dict[int, float]:
+    return (await store.read_window(name, buckets)).state.sums_dict()
+
+
+async def test_window_is_kept_in_the_meta(store, clock):
+    created, _ = await store.create(windowed())
+    assert created.window == Window(60, 5)
+    assert (await store.get_meta("w")).window == Window(60, 5)
+    assert (await store.read("w")).meta.window == Window(60, 5)
+    assert (await store.get_meta("run1.val.precision")) is None
+    await store.create(meta())
+    assert (await store.get_meta("run1.val.precision")).window is None
+
+
+async def test_window_sums_the_last_buckets(store, clock):
+    await store.create(windowed())
+    clock.now = 60 * 30_000_000 + 59.5  # the end of one bucket
+    await store.apply("w", [Batch(sums=runs({0: 1.0}), samples=1)])
+    clock.now += 1  # the next bucket
+    await store.apply("w", [Batch(sums=runs({0: 2.0, 3: 5.0}), samples=1)])
+    clock.now += 60 * 2  # two buckets later
+    await store.apply("w", [Batch(sums=runs({1: 4.0}), samples=1),
+                            Batch(sums=runs({0: 8.0}), samples=1)])
+    assert await window_sums(store, "w", 1) == {0: 8.0, 1: 4.0}
+    assert await window_sums(store, "w", 2) == {0: 8.0, 1: 4.0}
+    assert await window_sums(store, "w", 3) == {0: 10.0, 1: 4.0, 3: 5.0}
+    assert await window_sums(store, "w", 4) == {0: 11.0, 1: 4.0, 3: 5.0}
+    assert await window_sums(store, "w", 5) == {0: 11.0, 1: 4.0, 3: 5.0}
+    assert await sums(store, "w") == {0: 11.0, 1: 4.0, 3: 5.0}
+
+
+async def test_old_buckets_leave_the_window(store, clock):
+    await store.create(windowed(buckets=3))
+    await store.apply("w", [Batch(sums=runs({0: 1.0}), samples=1)])
+    clock.now += 60
+    await store.apply("w", [Batch(sums=runs({0: 2.0}), samples=1)])
+    clock.now += 60
+    assert await window_sums(store, "w", 3) == {0: 3.0}
+    clock.now += 60  # the first bucket is now 3 buckets back: out of every window
+    assert await window_sums(store, "w", 3) == {0: 2.0}
+    await store.apply("w", [Batch(sums=runs({1: 1.0}), samples=1)])
+    clock.now += 60 * 10
+    assert await window_sums(store, "w", 3) == {}
+    assert await sums(store, "w") == {0: 3.0, 1: 1.0}  # the epoch keeps everything
+
+
+async def test_reset_keeps_windows_and_refused_batches_land_nowhere(store, clock):
+    await store.create(windowed())
+    await store.apply("w", [Batch(sums=runs({0: 1.0}), samples=1, idempotency_key="k")])
+    await store.reset("w")
+    out = await store.apply("w", [
+        Batch(sums=runs({0: 1.0}), samples=1, idempotency_key="k"),  # replayed
+        Batch(sums=runs({0: 100.0}), samples=1, epoch=0),  # refused: epoch 1 now
+        Batch(sums=runs({0: 1000.0}), samples=1, session_id="another"),  # refused: stale
+        Batch(sums=runs({2: 3.0}), samples=1, epoch=1)])
+    assert out[0] == Applied(0, 1, replayed=True)
+    assert isinstance(out[1], EpochMismatch) and isinstance(out[2], StaleSession)
+    assert out[3] == Applied(1, 1)
+    assert await window_sums(store, "w", 5) == {0: 1.0, 2: 3.0}
+    assert await sums(store, "w") == {2: 3.0}
+
+
+async def test_a_recreated_session_starts_with_empty_buckets(store, clock):
+    await store.create(windowed())
+    await store.apply("w", [Batch(sums=runs({0: 1.0}), samples=1)])
+    assert await store.delete("w")
+    again = windowed()
+    again.id = "id-w-2"
+    await store.create(again)
+    assert await window_sums(store, "w", 5) == {}
+    assert await store.read_window("gone", 1) is None
+
+
+async def test_window_buckets_take_concurrent_batches_exactly(store, clock):
+    await store.create(windowed())
+
+    async def send(i: int) -> None:
+        await store.apply("w", [Batch(sums=runs({i % 4: 1.0, 7: 0.5}), samples=1)])
+
+    await asyncio.gather(*(send(i) for i in range(200)))
+    assert await window_sums(store, "w", 1) == {0: 50.0, 1: 50.0, 2: 50.0, 3: 50.0, 7: 100.0}
+
+
+async def test_a_large_batch_lands_in_the_window_too(store, clock):
+    """Past the whole-state size a Redis store would write the sums back whole: a windowed
+    session's batches still travel as runs, so the bucket takes them as well."""
+    await store.create(windowed())
+    size = 140_000
+    batch = Batch(sums=Runs(np.array([0]), np.array([size]), np.arange(size, dtype=float)),
+                  samples=1)
+    assert await store.apply("w", [batch]) == [Applied(0, 1)]
+    window = (await store.read_window("w", 1)).state.sums
+    np.testing.assert_array_equal(window, np.arange(size, dtype=float))
+    np.testing.assert_array_equal((await store.read("w")).state.sums, window)

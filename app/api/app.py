@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             owned, registry, max_ttl_seconds=settings.max_ttl_seconds,
             max_state_elements=settings.max_state_elements,
             metric_cache_bytes=settings.metric_cache_bytes,
-            worker_threads=settings.worker_threads)
+            worker_threads=settings.worker_threads,
+            max_window_buckets=settings.max_window_buckets,
+            max_window_elements=settings.max_window_elements)
         app.state.redis_mode_probe = probe
         log_loaded(plugins)
         if not settings.tokens:

@@ -45,6 +45,15 @@ METRIC = "canonical Keras class name (a session of one metric)"
 METRICS = "the members' canonical class names, in member order (a collection, instead of metric)"
 
 
+class WindowSpec(BaseModel):
+    """A time window: the last `buckets` buckets of `bucket_seconds` seconds each."""
+
+    model_config = {"extra": "forbid"}
+
+    bucket_seconds: int = Field(ge=1, examples=[60])
+    buckets: int = Field(ge=1, examples=[15])
+
+
 class SessionDoc(BaseModel):
     name: str
     metric: str | SkipJsonSchema[None] = Field(None, description=METRIC)
@@ -55,6 +64,7 @@ class SessionDoc(BaseModel):
     variables: list[VariableSpec]
     created_at: str
     ttl_seconds: int | None = None
+    window: WindowSpec | None = Field(None, description="the session's time window; null: none")
 
 
 class SessionWithResult(SessionDoc):
@@ -83,6 +93,8 @@ class Applied(BaseModel):
 class ResultDoc(BaseModel):
     name: str
     epoch: int
+    window_seconds: int | SkipJsonSchema[None] = Field(
+        None, description="with ?window=S: S (the result covers the last S seconds' buckets)")
     result: Nested = Field(description="number, nested list, or null for NaN; for a collection "
                            "an object of the members' results by member name")
 
@@ -158,6 +170,9 @@ class CreateBody(Body):
                     "'name' (Keras' default names: precision, auc, ...)",
         examples=[[{"metric": "Precision"}, {"metric": "AUC", "config": {"num_thresholds": 200}}]])
     ttl_seconds: int | None = Field(None, ge=1)
+    window: WindowSpec | None = Field(
+        None, description="keep per-bucket contributions for GET .../result?window=S "
+                          "(part of the session's identity)")
 
 
 class UpdateBody(Body):

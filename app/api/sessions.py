@@ -35,6 +35,8 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=DirectR
 
 UPDATE_FIELDS = ("y_true", "y_pred", "values")
 MAX_EPOCH = 2**53 - 1  # Redis Lua numbers are doubles: larger integers are not exact
+WINDOW_QUERY = ("seconds, a multiple of the session's bucket_seconds up to bucket_seconds x "
+                "buckets: the result over the current bucket and the ones before it")
 IdempotencyKey = Header(None, alias="Idempotency-Key", description="1-128 characters")
 
 
@@ -84,15 +86,17 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
         raise InvalidInput(f"invalid session name {name!r}: expected 1-200 characters of "
                            "A-Z a-z 0-9 . _ : - starting with a letter or digit")
     body = await codecs.json_object(request, settings.max_body_bytes)
-    _only(body, ("metric", "config", "metrics", "ttl_seconds"), "create")
+    _only(body, ("metric", "config", "metrics", "ttl_seconds", "window"), "create")
     ttl = body.get("ttl_seconds")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
                             or not 1 <= ttl <= settings.max_ttl_seconds):
         raise InvalidInput(f"'ttl_seconds' must be an integer from 1 to "
                            f"{settings.max_ttl_seconds}; got {ttl!r:.100}")
+    window = None if body.get("window") is None else sessions.window_from(body["window"])
     if "metrics" in body:
         members = _collection_members(body)
-        document, created = await sessions.create(name, None, None, ttl, members=members)
+        document, created = await sessions.create(name, None, None, ttl, members=members,
+                                                  window=window)
         return JSON(document, status_code=201 if created else 200)
     metric, config = body.get("metric"), body.get("config")
     if not isinstance(metric, str) or not metric:
@@ -101,7 +105,7 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
     if config is not None and not isinstance(config, dict):
         raise InvalidInput(f"'config' must be an object of constructor arguments; "
                            f"got {config!r:.100}")
-    document, created = await sessions.create(name, metric, config, ttl)
+    document, created = await sessions.create(name, metric, config, ttl, window=window)
     return JSON(document, status_code=201 if created else 200)
 
 
@@ -154,7 +158,18 @@ async def _bind_update(request: Request) -> dict[str, Any]:
 async def _bind_result(request: Request) -> dict[str, Any]:
     """`result`'s arguments, as FastAPI would bind them from its signature (hot path)."""
     return {"name": request.path_params["name"], "sessions": request.app.state.sessions,
-            "_": await require(request, "read")}
+            "_": await require(request, "read"),
+            "window": _window_seconds(request.query_params.get("window"))}
+
+
+def _window_seconds(value: str | None) -> int | None:
+    """`?window=S`: a whole number of seconds (checked against the session's window later)."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and 0 < len(value) <= 12):
+        raise InvalidInput(f"query parameter 'window' must be a whole number of seconds (a "
+                           f"multiple of the session's bucket_seconds); got {value!r:.100}")
+    return int(value)
 
 
 @router.post("/{name}/update", response_model=Applied, openapi_extra=UPDATE_BODY,
@@ -204,10 +219,14 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
     return _applied(outcome)
 
 
-@router.get("/{name}/result", response_model=ResultDoc, responses=errors(401, 403, 404, 503))
+@router.get("/{name}/result", response_model=ResultDoc,
+            responses=errors(401, 403, 404, 422, 503))
 @bind(_bind_result)
-async def result(name: str, sessions: SessionsDep, _: Read) -> JSON:
-    return JSON(await sessions.result(_name(name)))
+async def result(name: str, sessions: SessionsDep, _: Read,
+                 window: int | None = Query(None, ge=1, description=WINDOW_QUERY)) -> JSON:
+    """The epoch's result; with `?window=S`, the result over the batches applied in the last S
+    seconds' window buckets (a session created with a window), whatever the epoch."""
+    return JSON(await sessions.result(_name(name), window))
 
 
 @router.get("/{name}/variables", response_model=VariablesDoc,

@@ -8,6 +8,8 @@ per batch. Two implementations pass one contract test-suite: `MemoryStore` and `
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +33,34 @@ class SessionMeta:
     ttl_seconds: int | None = None
     id: str = ""  # this incarnation of the name: a deleted and re-created session differs
     layout: dict[str, Any] | None = None  # a lazy metric's shapes, fixed by the first batch
+    window: Window | None = None  # per-bucket contributions kept besides the epoch's state
+
+
+@dataclass(frozen=True)
+class Window:
+    """A session's time window: the contributions of the last `buckets` buckets of
+    `bucket_seconds` seconds each (bucket i: times [i*B, (i+1)*B) since the Unix epoch)."""
+
+    bucket_seconds: int
+    buckets: int
+
+    def bucket_at(self, now: float) -> int:
+        """The index of the bucket that holds time `now` (Unix seconds)."""
+        return math.floor(now / self.bucket_seconds)
+
+    def expires_in(self, bucket: int, now: float) -> int:
+        """Seconds from `now` until bucket `bucket` can no longer be part of any window (the
+        bucket `buckets` later has begun), at least 1: the Redis key's EXPIRE."""
+        end = (bucket + self.buckets) * self.bucket_seconds
+        return max(1, math.ceil(end - now))
+
+    def as_json(self) -> dict[str, int]:
+        return {"bucket_seconds": self.bucket_seconds, "buckets": self.buckets}
+
+
+#: The clock stores read for the window buckets (Unix seconds): injectable, so that tests move
+#: time without sleeping.
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -135,11 +165,19 @@ class Store(Protocol):
         A batch whose epoch precondition fails gets an `EpochMismatch`; one whose idempotency
         key was seen within the window gets the first answer with `replayed=True` (or
         `KeyBoundElsewhere` when its fingerprint differs); a missing session gives
-        `SessionNotFound` for every batch.
+        `SessionNotFound` for every batch. A batch applied to a session with a window is
+        also added to its current bucket, in the same atomic step (a refused or replayed
+        batch lands in neither).
         """
         ...
 
     async def read(self, name: str) -> Snapshot | None: ...
+
+    async def read_window(self, name: str, buckets: int) -> Snapshot | None:
+        """The session's meta and the sum of its window buckets: the current bucket (by the
+        store's clock) and the `buckets - 1` before it, read atomically together (one round
+        trip). The session must have a window."""
+        ...
 
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:

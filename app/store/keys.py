@@ -44,6 +44,18 @@ def idempotency_expiry(name: str) -> str:
     return f"{_tag(name)}:idemx"
 
 
+def window_prefix(name: str) -> str:
+    """Prefix of a windowed session's bucket strings: `<prefix><id>:<bucket index>` holds
+    that bucket's sums, packed as `state` is. The scripts append the id and the index (the
+    session's incarnation, so a re-created session never reads its predecessor's buckets);
+    each bucket EXPIREs by itself once no window can reach it. Same hash tag as the rest."""
+    return f"{_tag(name)}:win:"
+
+
+def window_bucket(name: str, session_id: str, index: int) -> str:
+    return f"{window_prefix(name)}{session_id}:{index}"
+
+
 def session_keys(name: str) -> list[str]:
     """The six keys of a session, in the order every Lua script expects them."""
     return [meta(name), state(name), extremes(name), history(name), idempotency(name),

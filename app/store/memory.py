@@ -16,6 +16,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 
 from app.errors import TallyError
@@ -24,6 +25,7 @@ from app.store.base import (
     IDEMPOTENCY_TTL_SECONDS,
     Applied,
     Batch,
+    Clock,
     ClosedEpoch,
     EpochMismatch,
     KeyBoundElsewhere,
@@ -52,6 +54,7 @@ class _Session:
     history: list[ClosedEpoch] = field(default_factory=list)
     answers: OrderedDict[str, _Answer] = field(default_factory=OrderedDict)  # oldest first
     expires_at: float | None = None  # monotonic time
+    buckets: dict[int, State] = field(default_factory=dict)  # window bucket index -> sums
 
 
 def _copy(meta: SessionMeta) -> SessionMeta:
@@ -66,10 +69,22 @@ def _apply_increments(state: State, batch: Batch) -> None:
     state.extreme(batch.mins, "min")
 
 
+def _add_state(total: State, part: State) -> None:
+    """Add a bucket's sums into `total` (windows hold sums only: the service refuses a window
+    for a metric with max/min variables)."""
+    if part.sums.size > total.sums.size:
+        grown = np.zeros(part.sums.size)
+        grown[:total.sums.size] = total.sums
+        total.sums = grown
+    total.sums[:part.sums.size] += part.sums
+
+
 class MemoryStore:
     def __init__(self, history_limit: int = 1000,
                  idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS,
-                 idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION) -> None:
+                 idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION,
+                 clock: Clock = time.time) -> None:
+        self.clock = clock  # Unix seconds, for the window buckets
         self._sessions: dict[str, _Session] = {}
         self._names: list[str] = []  # sorted, for listing pages in O(log n + page)
         self._history_limit = history_limit
@@ -130,14 +145,27 @@ class MemoryStore:
         if session is None:
             return [SessionNotFound(name) for _ in batches]
         now = time.monotonic()
+        bucket = self._current_bucket(session)
         out: list[Applied | TallyError] = []
         for batch in batches:
-            out.append(self._apply_one(session, batch, now))
+            out.append(self._apply_one(session, batch, now, bucket))
             self._forget_old_answers(session, now)
         self._touch(session)
         return out
 
-    def _apply_one(self, session: _Session, batch: Batch, now: float) -> Applied | TallyError:
+    def _current_bucket(self, session: _Session) -> State | None:
+        """The state of the session's current window bucket (None without a window), after
+        dropping the buckets no window can reach any more."""
+        window = session.meta.window
+        if window is None:
+            return None
+        index = window.bucket_at(self.clock())
+        for old in [i for i in session.buckets if i <= index - window.buckets]:
+            del session.buckets[old]
+        return session.buckets.setdefault(index, State())
+
+    def _apply_one(self, session: _Session, batch: Batch, now: float,
+                   bucket: State | None) -> Applied | TallyError:
         name, meta, key = session.meta.name, session.meta, batch.idempotency_key
         prior = session.answers.get(key) if key is not None else None
         if prior is not None and prior.expires > now:
@@ -154,6 +182,8 @@ class MemoryStore:
         if batch.layout is not None and meta.layout is None:
             meta.layout = json.loads(batch.layout)
         _apply_increments(session.state, batch)
+        if bucket is not None:
+            _apply_increments(bucket, batch)
         answer = Applied(meta.epoch, batch.samples)
         if key is not None:
             session.answers.pop(key, None)
@@ -166,6 +196,19 @@ class MemoryStore:
         if session is None:
             return None
         return Snapshot(_copy(session.meta), session.state.copy())
+
+    async def read_window(self, name: str, buckets: int) -> Snapshot | None:
+        session = self._live(name)
+        if session is None:
+            return None
+        window = session.meta.window
+        total = State()
+        if window is not None:
+            last = window.bucket_at(self.clock())
+            for index in range(last - buckets + 1, last + 1):
+                if index in session.buckets:
+                    _add_state(total, session.buckets[index])
+        return Snapshot(_copy(session.meta), total)
 
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -35,6 +36,7 @@ from app.store.base import (
     IDEMPOTENCY_TTL_SECONDS,
     Applied,
     Batch,
+    Clock,
     ClosedEpoch,
     EpochMismatch,
     KeyBoundElsewhere,
@@ -44,11 +46,13 @@ from app.store.base import (
     SessionNotFound,
     Snapshot,
     StaleSession,
+    Window,
 )
-from app.store.state import Runs, state_from
+from app.store.state import Runs, State, state_from
 
 T = TypeVar("T")
-SCRIPTS = ("create", "apply", "read", "read_many", "reset", "compact", "history", "delete")
+SCRIPTS = ("create", "apply", "read", "read_many", "read_window", "reset", "compact", "history",
+           "delete")
 RUN = np.dtype([("kind", "u1"), ("start", "<u4"), ("count", "<u4")])
 #: A batch whose runs cover more elements than this is added in numpy and written back whole
 #: (`_apply_whole`): the apply script's Lua loop costs Redis ~1 µs per element, and Redis runs
@@ -85,6 +89,7 @@ def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
         ttl_seconds=int(raw["ttl"]) if raw.get("ttl") else None,
         id=raw.get("id", ""),
         layout=orjson.loads(raw["layout"]) if raw.get("layout") else None,
+        window=Window(int(raw["wb"]), int(raw["wk"])) if raw.get("wb") else None,
     )
 
 
@@ -111,14 +116,24 @@ def _header(batch: Batch, runs: int, whole_version: int | None = None) -> dict[s
     return header
 
 
-def _encode_batches(batches: list[Batch]) -> list[Any]:
+def _encode_batches(batches: list[Batch]) -> tuple[bytes, list[bytes]]:
+    """The headers (JSON) and the runs and values of each batch, as apply.lua reads them."""
     headers: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for batch in batches:
         runs, values, count = _encode_runs(batch)
         headers.append(_header(batch, count))
         blobs += (runs, values)
-    return [orjson.dumps(headers), *blobs]
+    return orjson.dumps(headers), blobs
+
+
+def _summed(buckets: list[bytes]) -> State:
+    """The sum of window buckets' packed sums (numpy; a missing tail reads as zeros)."""
+    parts = [np.frombuffer(b, "<f8", count=len(b) // 8) for b in buckets]
+    total = np.zeros(max((p.size for p in parts), default=0))
+    for part in parts:
+        total[:part.size] += part
+    return State(total)
 
 
 def _added(stored: bytes, runs: Runs) -> bytes:
@@ -129,6 +144,13 @@ def _added(stored: bytes, runs: Runs) -> bytes:
     new[:old.size] = old
     new[index] += runs.values
     return new.astype("<f8").tobytes()
+
+
+def _window_args(window: Window | None) -> list[str]:
+    """create.lua's window arguments: bucket seconds and buckets, or '' for none."""
+    if window is None:
+        return ["", ""]
+    return [str(window.bucket_seconds), str(window.buckets)]
 
 
 def _decode_answer(name: str, batch: Batch, answer: Any) -> Applied | TallyError:
@@ -176,8 +198,9 @@ class RedisStore:
                  idempotency_ttl: float = IDEMPOTENCY_TTL_SECONDS,
                  idempotency_keys: int = IDEMPOTENCY_KEYS_PER_SESSION,
                  replica_acks: int = 0, replica_timeout: float = 1.0,
-                 group_commit: int = 64) -> None:
+                 group_commit: int = 64, clock: Clock = time.time) -> None:
         self._client = client
+        self.clock = clock  # Unix seconds, for the window buckets (apply.lua takes it as ARGV)
         self._group_limit = group_commit  # batches per script call; 1 = no grouping
         self._groups: dict[str, list[tuple[Batch, asyncio.Future[Applied | TallyError]]]] = {}
         self._committers: set[asyncio.Task[None]] = set()
@@ -294,7 +317,7 @@ class RedisStore:
         existing = await self._run("create", meta.name, [
             meta.metric, orjson.dumps(meta.args), orjson.dumps(meta.config),
             repr(meta.created_at), "" if meta.ttl_seconds is None else str(meta.ttl_seconds),
-            meta.id,
+            meta.id, *_window_args(meta.window),
         ], writes=True)
         if existing:
             return _meta_from(meta.name, existing), False
@@ -337,11 +360,13 @@ class RedisStore:
                 keys.meta(name), keys.state(name), keys.extremes(name)])
             if not found:
                 return SessionNotFound(name)
-            version = int(_pairs(found[0]).get("v") or 0)
+            stored = _pairs(found[0])
+            if stored.get("wb"):  # a windowed session: its bucket takes the runs too
+                return None
+            version = int(stored.get("v") or 0)
             whole = await asyncio.to_thread(_added, found[1], batch.sums)
             header = _header(batch, 0, whole_version=version)
-            args = [self._idempotency_ms, self._idempotency_keys, orjson.dumps([header]),
-                    b"", whole]
+            args = [*self._apply_head(name, orjson.dumps([header])), b"", whole]
             (answer,) = await self._run("apply", name, args, writes=True)
             if _text(answer) == "missing":
                 return SessionNotFound(name)
@@ -369,8 +394,14 @@ class RedisStore:
                 if not future.done():
                     future.set_result(answer)
 
+    def _apply_head(self, name: str, headers: bytes) -> list[Any]:
+        """apply.lua's ARGV before the batches' runs."""
+        return [self._idempotency_ms, self._idempotency_keys, headers, repr(self.clock()),
+                keys.window_prefix(name)]
+
     async def _apply_now(self, name: str, batches: list[Batch]) -> list[Applied | TallyError]:
-        args = [self._idempotency_ms, self._idempotency_keys, *_encode_batches(batches)]
+        headers, blobs = _encode_batches(batches)
+        args = [*self._apply_head(name, headers), *blobs]
         answers = await self._run("apply", name, args, writes=True)
         if answers and _text(answers[0]) == "missing":
             return [SessionNotFound(name) for _ in batches]
@@ -420,6 +451,15 @@ class RedisStore:
             return None
         return Snapshot(_meta_from(name, found[0]), state_from(found[1], found[2]))
 
+    async def read_window(self, name: str, buckets: int) -> Snapshot | None:
+        found = await self._run("read_window", name, [
+            repr(self.clock()), buckets, keys.window_prefix(name)], key_list=[keys.meta(name)])
+        if not found:
+            return None
+        state = await asyncio.to_thread(_summed, found[1]) if buckets > 64 \
+            else _summed(found[1])
+        return Snapshot(_meta_from(name, found[0]), state)
+
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:
         out = await self._run("reset", name, [
@@ -447,7 +487,7 @@ class RedisStore:
         return [_closed_from(epoch, entry) for epoch, entry in sorted(entries)]
 
     async def delete(self, name: str) -> bool:
-        existed = await self._run("delete", name, writes=True)
+        existed = await self._run("delete", name, [keys.window_prefix(name)], writes=True)
         await self._call(self._client.zrem(keys.INDEX, name), writes=True)
         return bool(existed)
 

@@ -7,7 +7,9 @@
 --          built with, "r": number of runs, "w": the state version the batch was computed
 --          against when it carries the whole new state instead of runs}; all but "n" and
 --          "r" optional.
--- ARGV[4 + 2j], ARGV[5 + 2j] (batch j, from 0): its runs, packed '<BI4I4' each (kind 0 sum,
+-- ARGV[4]: now, Unix seconds by the store's clock (the window bucket a batch lands in);
+-- ARGV[5]: the session's window key prefix (keys.window_prefix).
+-- ARGV[6 + 2j], ARGV[7 + 2j] (batch j, from 0): its runs, packed '<BI4I4' each (kind 0 sum,
 --          1 max, 2 min; start index; count), and their values, packed little-endian doubles;
 --          with "w", the whole new sums string instead (the runs are empty).
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
@@ -15,6 +17,10 @@
 --          precondition failed, "S" the session was re-created since the batch was computed,
 --          "L <layout>" the session's variables were built for another layout, "V" the state
 --          changed since a whole-state batch read it; or {"missing"}.
+-- A session with a window (meta `wb` bucket seconds, `wk` buckets) also adds each applied
+-- batch's sums to its current bucket, the string `<prefix><id>:<floor(now / wb)>`, which
+-- EXPIREs once no window can reach it; meta `wl` is the last bucket written (delete.lua).
+-- Whole-state batches are refused ("V") on a windowed session: the service sends runs.
 -- Meta field `v` counts the writes of the state (applied batches and resets): a whole-state
 -- batch lands only if no other write came between its read and this script.
 -- State layout (store/state.py): sums are float64 at 8*i of `state`; extremes are a set flag
@@ -63,13 +69,14 @@ local function pack_doubles(list)
   return table.concat(parts)
 end
 
--- Sums: one GETRANGE and one SETRANGE per run; NaN/inf poison the state as they do in Keras.
-local function add_run(start, count, values, vpos)
-  local old = redis.call('GETRANGE', state, start * 8, (start + count) * 8 - 1)
+-- Sums: one GETRANGE and one SETRANGE per run of `key` (the state, or a window bucket);
+-- NaN/inf poison the state as they do in Keras.
+local function add_run(key, start, count, values, vpos)
+  local old = redis.call('GETRANGE', key, start * 8, (start + count) * 8 - 1)
   local current = doubles(old, 1, count)
   local delta = doubles(values, vpos, count)
   for i = 1, count do current[i] = current[i] + delta[i] end
-  redis.call('SETRANGE', state, start * 8, pack_doubles(current))
+  redis.call('SETRANGE', key, start * 8, pack_doubles(current))
 end
 
 -- Extremes: keep the larger (max) or smaller (min); an unset element takes the new value,
@@ -90,22 +97,31 @@ local function extreme_run(start, count, values, vpos, is_max)
   redis.call('SETRANGE', ext, start * 9, table.concat(parts))
 end
 
-local function apply_runs(runs, values, count)
+local function apply_runs(runs, values, count, bucket_key)
   local pos, vpos = 1, 1
   for _ = 1, count do
     local kind, start, n
     kind, start, n, pos = struct.unpack('<BI4I4', runs, pos)
-    if kind == 0 then add_run(start, n, values, vpos)
+    if kind == 0 then
+      add_run(state, start, n, values, vpos)
+      if bucket_key then add_run(bucket_key, start, n, values, vpos) end
     else extreme_run(start, n, values, vpos, kind == 1) end
     vpos = vpos + n * 8
   end
 end
 
-local epoch = tonumber(redis.call('HGET', meta, 'epoch'))
-local version = tonumber(redis.call('HGET', meta, 'v') or '0')
+local fields = redis.call('HMGET', meta, 'epoch', 'v', 'id', 'layout', 'wb', 'wk')
+local epoch = tonumber(fields[1])
+local version = tonumber(fields[2] or '0')
 local first_version = version
-local id = redis.call('HGET', meta, 'id')
-local layout = redis.call('HGET', meta, 'layout')
+local id, layout = fields[3], fields[4]
+local bucket_seconds, buckets = tonumber(fields[5] or ''), tonumber(fields[6] or '')
+local bucket, bucket_key, now = nil, nil, tonumber(ARGV[4])
+if bucket_seconds then
+  bucket = math.floor(now / bucket_seconds)
+  bucket_key = ARGV[5] .. id .. ':' .. string.format('%d', bucket)
+end
+local bucket_written = false
 local batches = cjson.decode(ARGV[3])
 local out = {}
 for i, b in ipairs(batches) do
@@ -120,7 +136,7 @@ for i, b in ipairs(batches) do
     out[i] = 'E ' .. epoch
   elseif b.l and layout and b.l ~= layout then
     out[i] = 'L ' .. layout
-  elseif b.w and b.w ~= version then
+  elseif b.w and (b.w ~= version or bucket_key) then
     out[i] = 'V'
   else
     if b.l and not layout then
@@ -128,9 +144,10 @@ for i, b in ipairs(batches) do
       redis.call('HSET', meta, 'layout', layout)
     end
     if b.w then
-      redis.call('SET', state, ARGV[5 + 2 * (i - 1)])
+      redis.call('SET', state, ARGV[7 + 2 * (i - 1)])
     else
-      apply_runs(ARGV[4 + 2 * (i - 1)], ARGV[5 + 2 * (i - 1)], b.r)
+      apply_runs(ARGV[6 + 2 * (i - 1)], ARGV[7 + 2 * (i - 1)], b.r, bucket_key)
+      bucket_written = bucket_key ~= nil
     end
     version = version + 1
     local answer = epoch .. ' ' .. b.n
@@ -146,6 +163,12 @@ end
 
 if version ~= first_version then
   redis.call('HSET', meta, 'v', version)
+end
+if bucket_written then
+  -- Gone once bucket + buckets begins: no window reaches it then.
+  local left = math.max(1, math.ceil((bucket + buckets) * bucket_seconds - now))
+  redis.call('EXPIRE', bucket_key, left)
+  redis.call('HSET', meta, 'wl', string.format('%d', bucket))
 end
 local ttl = redis.call('HGET', meta, 'ttl')
 if ttl and ttl ~= '' then
