@@ -97,7 +97,8 @@ def _raw(environ: Mapping[str, str], field: str) -> str | None:
 def _not_json(variable: str, value: str, exc: BaseException) -> str:
     received = "an empty value" if not value.strip() else \
         f"{len(value)} characters that are not JSON ({exc})"
-    return f"{variable} should be {TOKENS_SHAPE}; got {received}"
+    expected = TOKENS_SHAPE if variable == "TALLY_TOKENS" else "JSON"
+    return f"{variable} should be {expected}; got {received}"
 
 
 def _unparsable(exc: SettingsError, environ: Mapping[str, str]) -> str:
