@@ -29,18 +29,21 @@ import anyio
 import numpy as np
 import orjson
 
-from app.errors import Conflict, InvalidInput, TallyError
+from app.errors import Conflict, InvalidInput, NotFound, TallyError
 from app.metric_pool import MetricPool, metric_key
 from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.collection import COLLECTION, MetricCollection, build_collection
 from app.metrics.registry import REGISTRY, Registry
+from app.slicing import Slicing, check_aligned, groups, rows
 from app.store.base import (
     Applied,
     Batch,
     ClosedEpoch,
     SessionMeta,
     SessionNotFound,
+    SliceRuns,
+    Slices,
     Snapshot,
     StaleSession,
     Store,
@@ -126,8 +129,10 @@ class Sessions:
                  metric_cache_bytes: int = 256 * 1024 * 1024,
                  worker_threads: int = 2,
                  max_window_buckets: int = 1440,
-                 max_window_elements: int = 4_194_304) -> None:
+                 max_window_elements: int = 4_194_304,
+                 max_slices: int = 1000) -> None:
         self.store = store
+        self.max_slices = max_slices
         self.max_window_buckets = max_window_buckets
         self.max_window_elements = max_window_elements
         self.registry = registry
@@ -172,6 +177,7 @@ class Sessions:
             "created_at": iso(meta.created_at),
             "ttl_seconds": meta.ttl_seconds,
             "window": None if meta.window is None else meta.window.as_json(),
+            "slices": None if meta.slices is None else {"max": meta.slices},
         }
 
     def result_of(self, meta: SessionMeta, state: State) -> Any:
@@ -191,10 +197,11 @@ class Sessions:
     # -- operations --------------------------------------------------------------------
     async def create(self, name: str, metric: str | None, config: dict[str, Any] | None,
                      ttl_seconds: int | None, members: list[Any] | None = None,
-                     window: Window | None = None) -> tuple[dict[str, Any], bool]:
+                     window: Window | None = None, slices: int | None = None
+                     ) -> tuple[dict[str, Any], bool]:
         """Create a session of one metric class (`metric`, `config`) or a collection
         (`members`: `[{"metric", "config"?}, ...]`), with a time `window` if given (see
-        `window_from`)."""
+        `window_from`) and up to `slices` slice values per epoch (see `slices_from`)."""
         instance: Metric
         if members is not None:
             instance = build_collection(self.registry, {"metrics": members})
@@ -210,27 +217,30 @@ class Sessions:
         instance.limit_state(self.max_state_elements)
         if window is not None:
             self._check_window_fits(window, instance, instance.state_elements(), "config")
+        if slices is not None:
+            self._check_slices_fit(slices, instance.state_elements(), "config")
         full = _jsonable(instance.get_config())
         meta = SessionMeta(name=name, metric=canonical, args=args, config=full,
                            created_at=time.time(), ttl_seconds=ttl_seconds, id=uuid.uuid4().hex,
-                           window=window)
+                           window=window, slices=slices)
         stored, created = await self.store.create(meta)
         if not created and not self._same(stored, meta):
             raise Conflict(
                 f"session {name!r} exists with {describe(stored)}, config "
-                f"{orjson.dumps(stored.config).decode()} and window {_window_text(stored)}; "
-                f"this request asks for {describe(meta)}, config "
-                f"{orjson.dumps(meta.config).decode()} and window {_window_text(meta)}")
+                f"{orjson.dumps(stored.config).decode()}, window {_window_text(stored)} and "
+                f"slices {_slices_text(stored)}; this request asks for {describe(meta)}, "
+                f"config {orjson.dumps(meta.config).decode()}, window {_window_text(meta)} "
+                f"and slices {_slices_text(meta)}")
         self._metas[name] = stored
         return self.document(stored), created
 
     @staticmethod
     def _same(a: SessionMeta, b: SessionMeta) -> bool:
-        """Equal metric, full config and window; constructor arguments that Keras leaves out of
-        `get_config` (CosineSimilarity's axis) must be equal too."""
+        """Equal metric, full config, window and slices; constructor arguments that Keras leaves
+        out of `get_config` (CosineSimilarity's axis) must be equal too."""
         def identity(m: SessionMeta) -> bytes:
             window = None if m.window is None else m.window.as_json()
-            return _canonical([m.metric, m.config, _hidden_args(m), window])
+            return _canonical([m.metric, m.config, _hidden_args(m), window, m.slices])
         return identity(a) == identity(b)
 
     async def get(self, name: str) -> dict[str, Any]:
@@ -239,7 +249,7 @@ class Sessions:
 
     async def update(self, name: str, inputs: dict[str, np.ndarray],
                      sample_weight: np.ndarray | None, epoch: int | None,
-                     idempotency_key: str | None) -> Applied:
+                     idempotency_key: str | None, slicing: Slicing | None = None) -> Applied:
         elements = sum(a.size for a in inputs.values())
         heavy = elements > OFFLOAD_BATCH_ELEMENTS
 
@@ -252,16 +262,82 @@ class Sessions:
                         f"{describe(meta)} takes {list(metric.inputs)} (and optional "
                         f"sample_weight, epoch); missing {missing}, unexpected {extra}")
                 plugins = self._unverified_plugins(meta, metric)
+                if slicing is not None:
+                    self._check_sliceable(meta, slicing, inputs, sample_weight)
                 delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
                                             check_additive=bool(plugins))
                 for cls in plugins:
                     self._verified[cls] = self._verified.get(cls, 0) + 1
                 self._check_window_batch(meta, metric, delta)
-            return _batch(delta)
+                batch = _batch(delta)
+                if slicing is not None:
+                    self._check_slices_batch(meta, metric, delta)
+                    self._add_slices(batch, metric, meta, delta, slicing, inputs,
+                                     sample_weight)
+            return batch
 
         key_print = "" if idempotency_key is None else fingerprint(
-            "update", {**inputs, "sample_weight": sample_weight}, epoch)
+            "update", {**inputs, "sample_weight": sample_weight,
+                       **(slicing.fingerprint_arrays() if slicing else {})}, epoch)
         return await self._apply(name, batch_for, epoch, idempotency_key, key_print, heavy)
+
+    # -- slices ------------------------------------------------------------------------
+    def slices_from(self, value: Any) -> int:
+        """A create body's `slices`: `{"max": M}`, M an integer from 1 to max_slices."""
+        expected = f'\'slices\' must be {{"max": <integer from 1 to {self.max_slices}>}}'
+        if not isinstance(value, dict) or list(value) != ["max"] \
+                or not _is_int(value["max"]) or not 1 <= value["max"] <= self.max_slices:
+            raise InvalidInput(f"{expected} (TALLY_MAX_SLICES); got {_short(value)}")
+        return int(value["max"])
+
+    def _check_slices_fit(self, slices: int, elements: int | None, what: str) -> None:
+        """A sliced session keeps its own state and up to `slices` more: together within the
+        state limit (422). `elements` None: a lazy metric, checked at its first batch."""
+        if elements is not None and (slices + 1) * elements > self.max_state_elements:
+            raise InvalidInput(
+                f"a session with up to {slices} slices keeps ({slices} + 1) x {elements} state "
+                f"elements with this {what}, more than the {self.max_state_elements} allowed "
+                "(TALLY_MAX_STATE_ELEMENTS): allow fewer slices or use a smaller state")
+
+    def _check_slices_batch(self, meta: SessionMeta, metric: Metric,
+                            delta: engine.Contribution) -> None:
+        """A lazy metric's first batch fixes its state size: check the slices against it."""
+        if meta.slices is not None and delta.layout is not None and meta.layout is None:
+            self._check_slices_fit(meta.slices, metric.state_elements(),
+                                   "first batch's layout")
+
+    @staticmethod
+    def _check_sliceable(meta: SessionMeta, slicing: Slicing, inputs: dict[str, np.ndarray],
+                         sample_weight: np.ndarray | None) -> None:
+        if meta.slices is None:
+            raise InvalidInput(f"session {meta.name!r} was created without slices (create it "
+                               "with \"slices\": {\"max\": M}), so an update cannot name "
+                               "'slice' or 'slices'")
+        if slicing.per_sample is not None:
+            check_aligned(inputs, sample_weight, slicing.per_sample.size)
+
+    def _add_slices(self, batch: Batch, metric: Metric, meta: SessionMeta,
+                    delta: engine.Contribution, slicing: Slicing,
+                    inputs: dict[str, np.ndarray], sample_weight: np.ndarray | None) -> None:
+        """Each slice value's increments: the whole batch's for `slice`, else the metric's
+        update on exactly the samples of each value (refused early past the session's limit;
+        the store checks the limit exactly, against the values the epoch has seen)."""
+        batch.stride = engine.space_sizes(metric)
+        if slicing.whole is not None:
+            batch.slices = [SliceRuns(slicing.whole, delta.sum_runs, delta.max_runs,
+                                      delta.min_runs)]
+            return
+        assert slicing.per_sample is not None
+        parts = groups(slicing.per_sample)
+        limit = meta.slices or 0
+        if len(parts) > limit:
+            raise InvalidInput(f"this batch names {len(parts)} distinct slice values; session "
+                               f"{meta.name!r} keeps at most {limit} per epoch. Nothing was "
+                               "applied")
+        for value, index in parts:
+            taken, weight = rows(inputs, sample_weight, index)
+            part = engine.contribution(metric, taken, weight, delta.layout or meta.layout)
+            batch.slices.append(SliceRuns(value, part.sum_runs, part.max_runs, part.min_runs))
 
     # -- time windows ------------------------------------------------------------------
     def window_from(self, value: Any) -> Window:
@@ -316,15 +392,24 @@ class Sessions:
                 and self._verified.get(type(m.metric), 0) < PLUGIN_CHECKS]
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
-                    idempotency_key: str | None) -> Applied:
+                    idempotency_key: str | None, slice_value: str | None = None) -> Applied:
+        """Add pre-aggregated variables; with `slice_value`, to that slice and the overall."""
         def batch_for(meta: SessionMeta) -> Batch:
             with self.metrics.borrow(meta.metric, meta.args) as metric:
                 delta = engine.merge_contribution(metric, variables, meta.layout)
                 self._check_window_batch(meta, metric, delta)
-                return _batch(delta)
+                batch = _batch(delta)
+                if slice_value is not None:
+                    whole = Slicing(whole=slice_value)
+                    self._check_sliceable(meta, whole, {}, None)
+                    self._add_slices(batch, metric, meta, delta, whole, {}, None)
+                return batch
 
-        key_print = "" if idempotency_key is None else fingerprint(
-            "merge", {k: np.asarray(v, np.float64) for k, v in variables.items()}, epoch)
+        arrays: dict[str, np.ndarray | None] = {
+            k: np.asarray(v, np.float64) for k, v in variables.items()}
+        if slice_value is not None:
+            arrays["\0slice"] = np.array(slice_value)  # cannot clash with a variable name
+        key_print = "" if idempotency_key is None else fingerprint("merge", arrays, epoch)
         return await self._apply(name, batch_for, epoch, idempotency_key, key_print, False)
 
     async def _apply(self, name: str, batch_for: Callable[[SessionMeta], Batch],
@@ -357,9 +442,15 @@ class Sessions:
             return outcome
         raise AssertionError("unreachable")
 
-    async def result(self, name: str, window_seconds: int | None = None) -> dict[str, Any]:
+    async def result(self, name: str, window_seconds: int | None = None,
+                     slice_value: str | None = None) -> dict[str, Any]:
         """The epoch's result, or with `window_seconds` the result over the last seconds'
-        window buckets."""
+        window buckets, or with `slice_value` that slice's result in the epoch."""
+        if slice_value is not None:
+            if window_seconds is not None:
+                raise InvalidInput("a window keeps the overall result only: ask for 'window' "
+                                   "or 'slice', not both")
+            return await self._slice_result(name, slice_value)
         if window_seconds is not None:
             return await self._window_result(name, window_seconds)
         snap = await self.snapshot(name)
@@ -389,15 +480,57 @@ class Sessions:
                         "result": await self._result(snap.meta, snap.state)}
         raise SessionNotFound(name)  # re-created twice while this read ran: gone again
 
-    async def variables(self, name: str) -> dict[str, Any]:
-        snap = await self.snapshot(name)
+    async def _slices(self, name: str, value: str | None) -> Slices:
+        """The session's slices (all, or `value`): 422 on a session without slices, 404 for
+        a value the epoch has not seen."""
+        found = await self.store.read_slices(name, value)
+        if found is None:
+            raise SessionNotFound(name)
+        if found.meta.slices is None:
+            raise InvalidInput(f"session {name!r} was created without slices (create it with "
+                               "\"slices\": {\"max\": M}), so it has no per-slice results")
+        if value is not None and value not in found.states:
+            raise NotFound(f"session {name!r} has no slice {value!r} in epoch "
+                           f"{found.meta.epoch}: no batch of this epoch named it")
+        return found
+
+    async def _slice_result(self, name: str, value: str) -> dict[str, Any]:
+        found = await self._slices(name, value)
+        return {"name": name, "epoch": found.meta.epoch, "slice": value,
+                "result": await self._result(found.meta, found.states[value])}
+
+    async def slices(self, name: str) -> dict[str, Any]:
+        """Every slice's result in the current epoch."""
+        found = await self._slices(name, None)
+        return {"name": name, "epoch": found.meta.epoch,
+                "slices": await self._slice_results(found.meta, found.states)}
+
+    async def _slice_results(self, meta: SessionMeta, states: dict[str, State]
+                             ) -> dict[str, Any]:
+        """Results of many slices with one borrowed metric (off the loop when large)."""
+        def work() -> dict[str, Any]:
+            with self.metrics.borrow(meta.metric, meta.args) as metric:
+                return {value: engine.result_json(metric, state, meta.layout)
+                        for value, state in states.items()}
+
+        heavy = sum(state.elements for state in states.values()) > OFFLOAD_STATE_ELEMENTS
+        return await self._offload(heavy, work)
+
+    async def variables(self, name: str, slice_value: str | None = None) -> dict[str, Any]:
+        if slice_value is None:
+            snap = await self.snapshot(name)
+            extra: dict[str, Any] = {}
+        else:
+            found = await self._slices(name, slice_value)
+            snap = Snapshot(found.meta, found.states[slice_value])
+            extra = {"slice": slice_value}
 
         def work() -> list[dict[str, Any]]:
             with self.metrics.borrow(snap.meta.metric, snap.meta.args) as metric:
                 return engine.variables_json(metric, snap.state, snap.meta.layout)
 
         heavy = snap.state.elements > OFFLOAD_STATE_ELEMENTS
-        return {"name": name, "epoch": snap.meta.epoch,
+        return {"name": name, "epoch": snap.meta.epoch, **extra,
                 "variables": await self._offload(heavy, work)}
 
     async def config(self, name: str) -> dict[str, Any]:
@@ -411,15 +544,21 @@ class Sessions:
                       ) -> dict[str, Any]:
         """A closed epoch's answer; a raw one is computed and compacted in the history (best
         effort: a failed compaction is retried by the next read of the history)."""
-        result = closed.result
+        result, slices = closed.result, closed.slice_results
         if not closed.compacted:
             result = await self._result(meta, closed.state or State())
+            if closed.slices is not None:
+                slices = await self._slice_results(meta, closed.slices)
             try:
-                await self.store.compact(name, closed.epoch, orjson.dumps(result))
+                await self.store.compact(name, closed.epoch, orjson.dumps(result),
+                                         None if slices is None else orjson.dumps(slices))
             except TallyError as exc:
                 log.warning("history of %r: epoch %d not compacted yet: %s", name,
                             closed.epoch, exc.detail)
-        return {"epoch": closed.epoch, "result": result, "closed_at": iso(closed.closed_at)}
+        answer = {"epoch": closed.epoch, "result": result, "closed_at": iso(closed.closed_at)}
+        if slices is not None:
+            answer["slices"] = slices
+        return answer
 
     async def history(self, name: str) -> dict[str, Any]:
         meta = await self._meta(name, fresh=True)
@@ -519,6 +658,10 @@ def window_buckets(meta: SessionMeta, seconds: int) -> int:
                            f"({window.bucket_seconds}) from {window.bucket_seconds} to {span}; "
                            f"got {seconds}")
     return seconds // window.bucket_seconds
+
+
+def _slices_text(meta: SessionMeta) -> str:
+    return "none" if meta.slices is None else f'{{"max": {meta.slices}}}'
 
 
 def _window_text(meta: SessionMeta) -> str:

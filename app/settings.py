@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # (buckets x state elements), checked at create and at a lazy metric's first batch (422).
     max_window_buckets: int = Field(1440, ge=1, le=100_000)
     max_window_elements: int = Field(4_194_304, gt=0)
+    # Slices: distinct slice values a session may keep per epoch (create's slices.max at most
+    # this); its states together are within max_state_elements.
+    max_slices: int = Field(1000, ge=1, le=1_000_000)
 
     @field_validator("tokens")
     @classmethod

@@ -37,6 +37,7 @@ ROUTES = [
      {"variables": {"true_positives": [1.0], "false_positives": [2.0]}}, "write", 200),
     ("GET", "/sessions/{name}/result", None, "read", 200),
     ("GET", "/sessions/{name}/variables", None, "read", 200),
+    ("GET", "/sessions/{name}/slices", None, "read", 422),  # a session without slices
     ("GET", "/sessions/{name}/config", None, "read", 200),
     ("GET", "/sessions/{name}/history", None, "read", 200),
     ("POST", "/sessions/{name}/reset", None, "write", 200),

@@ -167,10 +167,14 @@ def test_an_empty_archive_is_an_update_without_arrays(client):
     assert state(client) == before
 
 
-def test_reserved_slice_names_pass_the_archive_but_not_the_update(client):
+def test_slice_members_pass_the_archive_and_are_checked_by_the_update(client):
     before = state(client)
     body = savez(values=np.ones(2), slice=np.zeros(2))
-    assert_problem(post(client, body), 422, "unknown field", "slice")
+    assert_problem(post(client, body), 422, "'slice' must be", "got array")
+    body = savez(values=np.ones(2), slices=np.array([0.5, 1.5]))
+    assert_problem(post(client, body), 422, "'slices'", "dtype float64")
+    body = savez(values=np.ones(2), slices=np.array(["a", "b"]))
+    assert_problem(post(client, body), 422, "created without slices")
     assert state(client) == before
 
 

@@ -40,6 +40,7 @@ from app.errors import (
     TallyError,
     UnsupportedMediaType,
 )
+from app.slicing import MAX_SLICE_TEXT_BYTES
 
 JSON_TYPES = ("application/json",)
 NPZ_TYPE = "application/x-npz"
@@ -49,6 +50,8 @@ LIMIT_SETTING = "setting max_batch_elements, env TALLY_MAX_BATCH_ELEMENTS"
 #: Array names an `.npz` update may hold (`slice`/`slices` are reserved for sliced metrics).
 NPZ_MEMBERS = frozenset({"y_true", "y_pred", "values", "sample_weight", "epoch",
                          "slice", "slices"})
+#: The members that may hold text (slice values; see app/slicing.py).
+TEXT_MEMBERS = frozenset({"slice", "slices"})
 #: The central directory of an archive of a few arrays is well under 1 KiB.
 MAX_CENTRAL_DIRECTORY_BYTES = 64 * 1024
 #: Magic, version, header length and header of a `.npy` member: np.save writes ~128 bytes.
@@ -379,9 +382,17 @@ def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
 
 def _check_npy_header(header: NpyHeader, name: str, max_elements: int) -> None:
     dtype = header.dtype
-    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+    if name in TEXT_MEMBERS and dtype.kind == "U" and dtype.fields is None:
+        if header.elements * dtype.itemsize > MAX_SLICE_TEXT_BYTES:
+            raise PayloadTooLarge(
+                f"array {name!r} of the .npz archive holds {header.elements} strings of up to "
+                f"{dtype.itemsize // 4} characters, {header.elements * dtype.itemsize} bytes; "
+                f"at most {MAX_SLICE_TEXT_BYTES} are accepted (send integer codes instead)")
+    elif dtype.kind not in NUMERIC_KINDS or dtype.fields is not None \
+            or dtype.subdtype is not None:
         raise BadRequest(f"array {name!r} of the .npz archive is not a numeric array: dtype "
-                         f"{str(dtype)[:80]}; expected bool, int, uint or float")
+                         f"{str(dtype)[:80]}; expected bool, int, uint or float"
+                         + (" (or text, dtype kind U)" if name in TEXT_MEMBERS else ""))
     if len(header.shape) > MAX_NDIM or any(d < 0 for d in header.shape):
         raise BadRequest(f"array {name!r} of the .npz archive has an invalid shape "
                          f"{str(list(header.shape))[:200]}")

@@ -54,6 +54,19 @@ class WindowSpec(BaseModel):
     buckets: int = Field(ge=1, examples=[15])
 
 
+class SlicesSpec(BaseModel):
+    """Slices: up to `max` distinct slice values per epoch, each with its own state."""
+
+    model_config = {"extra": "forbid"}
+
+    max: int = Field(ge=1, examples=[100])
+
+
+SliceValue = str | int
+SLICE_VALUE = ("1-128 characters without control characters, or an integer (the same slice "
+               "as its decimal string)")
+
+
 class SessionDoc(BaseModel):
     name: str
     metric: str | SkipJsonSchema[None] = Field(None, description=METRIC)
@@ -65,6 +78,8 @@ class SessionDoc(BaseModel):
     created_at: str
     ttl_seconds: int | None = None
     window: WindowSpec | None = Field(None, description="the session's time window; null: none")
+    slices: SlicesSpec | None = Field(None, description="the session's slice limit; null: not "
+                                      "sliced")
 
 
 class SessionWithResult(SessionDoc):
@@ -95,6 +110,8 @@ class ResultDoc(BaseModel):
     epoch: int
     window_seconds: int | SkipJsonSchema[None] = Field(
         None, description="with ?window=S: S (the result covers the last S seconds' buckets)")
+    slice: str | SkipJsonSchema[None] = Field(
+        None, description="with ?slice=v: v (the result covers that slice's samples)")
     result: Nested = Field(description="number, nested list, or null for NaN; for a collection "
                            "an object of the members' results by member name")
 
@@ -102,13 +119,22 @@ class ResultDoc(BaseModel):
 class VariablesDoc(BaseModel):
     name: str
     epoch: int
+    slice: str | SkipJsonSchema[None] = Field(None, description="with ?slice=v: v")
     variables: list[VariableValue]
+
+
+class SlicesDoc(BaseModel):
+    name: str
+    epoch: int
+    slices: dict[str, Nested] = Field(description="each slice value of the epoch -> its result")
 
 
 class ClosedEpoch(BaseModel):
     epoch: int
     result: Nested
     closed_at: str
+    slices: dict[str, Nested] | SkipJsonSchema[None] = Field(
+        None, description="a sliced session: each slice value of the epoch -> its result")
 
 
 class ResetAnswer(BaseModel):
@@ -173,6 +199,9 @@ class CreateBody(Body):
     window: WindowSpec | None = Field(
         None, description="keep per-bucket contributions for GET .../result?window=S "
                           "(part of the session's identity)")
+    slices: SlicesSpec | None = Field(
+        None, description="keep a state per slice value, for GET .../result?slice=v and "
+                          "GET .../slices (part of the session's identity)")
 
 
 class UpdateBody(Body):
@@ -181,11 +210,18 @@ class UpdateBody(Body):
     values: Nested = Field(None, description="instead of y_true/y_pred for Mean and Sum")
     sample_weight: Nested = None
     epoch: int | None = Field(None, ge=0)
+    slice: SliceValue | None = Field(None, description="a sliced session: the slice of the "
+                                     "whole batch; " + SLICE_VALUE)
+    slices: list[SliceValue] | None = Field(
+        None, description="a sliced session: one slice value per sample along the first axis "
+                          "(instead of slice); in .npz an array of integers or text")
 
 
 class MergeBody(Body):
     variables: dict[str, Nested]
     epoch: int | None = Field(None, ge=0)
+    slice: SliceValue | None = Field(None, description="a sliced session: add the variables to "
+                                     "this slice too; " + SLICE_VALUE)
 
 
 class ResetBody(Body):

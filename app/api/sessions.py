@@ -25,10 +25,12 @@ from app.api.schemas import (
     SessionDoc,
     SessionList,
     SessionWithResult,
+    SlicesDoc,
     VariablesDoc,
 )
 from app.errors import InvalidInput, NotFound
 from app.service import valid_name
+from app.slicing import from_fields, one_value
 from app.store.base import Applied as AppliedOutcome
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=DirectRoute)
@@ -37,6 +39,7 @@ UPDATE_FIELDS = ("y_true", "y_pred", "values")
 MAX_EPOCH = 2**53 - 1  # Redis Lua numbers are doubles: larger integers are not exact
 WINDOW_QUERY = ("seconds, a multiple of the session's bucket_seconds up to bucket_seconds x "
                 "buckets: the result over the current bucket and the ones before it")
+SLICE_QUERY = "a slice value: the result over the epoch's samples of that slice"
 IdempotencyKey = Header(None, alias="Idempotency-Key", description="1-128 characters")
 
 
@@ -86,17 +89,18 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
         raise InvalidInput(f"invalid session name {name!r}: expected 1-200 characters of "
                            "A-Z a-z 0-9 . _ : - starting with a letter or digit")
     body = await codecs.json_object(request, settings.max_body_bytes)
-    _only(body, ("metric", "config", "metrics", "ttl_seconds", "window"), "create")
+    _only(body, ("metric", "config", "metrics", "ttl_seconds", "window", "slices"), "create")
     ttl = body.get("ttl_seconds")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
                             or not 1 <= ttl <= settings.max_ttl_seconds):
         raise InvalidInput(f"'ttl_seconds' must be an integer from 1 to "
                            f"{settings.max_ttl_seconds}; got {ttl!r:.100}")
     window = None if body.get("window") is None else sessions.window_from(body["window"])
+    slices = None if body.get("slices") is None else sessions.slices_from(body["slices"])
     if "metrics" in body:
         members = _collection_members(body)
         document, created = await sessions.create(name, None, None, ttl, members=members,
-                                                  window=window)
+                                                  window=window, slices=slices)
         return JSON(document, status_code=201 if created else 200)
     metric, config = body.get("metric"), body.get("config")
     if not isinstance(metric, str) or not metric:
@@ -105,7 +109,8 @@ async def create_session(name: str, request: Request, sessions: SessionsDep,
     if config is not None and not isinstance(config, dict):
         raise InvalidInput(f"'config' must be an object of constructor arguments; "
                            f"got {config!r:.100}")
-    document, created = await sessions.create(name, metric, config, ttl, window=window)
+    document, created = await sessions.create(name, metric, config, ttl, window=window,
+                                              slices=slices)
     return JSON(document, status_code=201 if created else 200)
 
 
@@ -157,9 +162,16 @@ async def _bind_update(request: Request) -> dict[str, Any]:
 
 async def _bind_result(request: Request) -> dict[str, Any]:
     """`result`'s arguments, as FastAPI would bind them from its signature (hot path)."""
+    query = request.query_params
     return {"name": request.path_params["name"], "sessions": request.app.state.sessions,
             "_": await require(request, "read"),
-            "window": _window_seconds(request.query_params.get("window"))}
+            "window": _window_seconds(query.get("window")),
+            "slice": _slice_query(query.get("slice"))}
+
+
+def _slice_query(value: str | None) -> str | None:
+    """`?slice=v`: a slice value (an integer's slice is its decimal string)."""
+    return None if value is None else one_value(value, "query parameter 'slice'")
 
 
 def _window_seconds(value: str | None) -> int | None:
@@ -183,7 +195,8 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
     limit = settings.max_batch_elements
     payload = await codecs.array_payload(request, settings.max_body_bytes, limit)
     fields = payload.fields
-    _only(fields, (*UPDATE_FIELDS, "sample_weight", "epoch"), "update")
+    _only(fields, (*UPDATE_FIELDS, "sample_weight", "epoch", "slice", "slices"), "update")
+    slicing = from_fields(fields) if "slice" in fields or "slices" in fields else None
     body_epoch = fields.pop("epoch", None)
     wanted = _epoch(body_epoch, "'epoch'") if body_epoch is not None else epoch
     if fields.get("sample_weight") is None:
@@ -194,7 +207,8 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
         raise InvalidInput("the update needs 'y_true' and 'y_pred' (or 'values' for Mean, "
                            "Sum and other reduction metrics)")
     sample_weight = arrays.get("sample_weight")
-    outcome = await sessions.update(name, inputs, sample_weight, wanted, idempotency_key)
+    outcome = await sessions.update(name, inputs, sample_weight, wanted, idempotency_key,
+                                    slicing)
     return _applied(outcome)
 
 
@@ -202,12 +216,14 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
              responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503, 504, 507))
 async def merge(name: str, request: Request, sessions: SessionsDep, settings: SettingsDep,
                 _: Write, idempotency_key: str | None = IdempotencyKey) -> JSON:
-    """Add pre-aggregated variables, as Keras' `merge_state` would."""
+    """Add pre-aggregated variables, as Keras' `merge_state` would; with `"slice": v`, to
+    that slice of a sliced session and to its overall state."""
     name = _name(name)
     payload = await codecs.json_payload(request, settings.max_body_bytes,
                                         max_elements=settings.max_batch_elements)
     body = payload.fields
-    _only(body, ("variables", "epoch"), "merge")
+    _only(body, ("variables", "epoch", "slice"), "merge")
+    slice_value = None if body.get("slice") is None else one_value(body["slice"])
     variables = body.get("variables")
     if not isinstance(variables, dict) or not variables:
         raise InvalidInput("'variables' must be a non-empty object of variable name -> value; "
@@ -215,7 +231,7 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
     wanted = _epoch(body.get("epoch"), "'epoch'")
     arrays = await codecs.decode_arrays(payload, variables, settings.max_batch_elements,
                                         label="variable {!r}", dtype=np.float64)
-    outcome = await sessions.merge(name, arrays, wanted, idempotency_key)
+    outcome = await sessions.merge(name, arrays, wanted, idempotency_key, slice_value)
     return _applied(outcome)
 
 
@@ -223,16 +239,30 @@ async def merge(name: str, request: Request, sessions: SessionsDep, settings: Se
             responses=errors(401, 403, 404, 422, 503))
 @bind(_bind_result)
 async def result(name: str, sessions: SessionsDep, _: Read,
-                 window: int | None = Query(None, ge=1, description=WINDOW_QUERY)) -> JSON:
+                 window: int | None = Query(None, ge=1, description=WINDOW_QUERY),
+                 slice: str | None = Query(None, max_length=200, description=SLICE_QUERY)
+                 ) -> JSON:
     """The epoch's result; with `?window=S`, the result over the batches applied in the last S
-    seconds' window buckets (a session created with a window), whatever the epoch."""
-    return JSON(await sessions.result(_name(name), window))
+    seconds' window buckets (a session created with a window), whatever the epoch; with
+    `?slice=v`, the result over the epoch's samples of that slice (404: none yet)."""
+    return JSON(await sessions.result(_name(name), window, slice))
+
+
+@router.get("/{name}/slices", response_model=SlicesDoc,
+            responses=errors(401, 403, 404, 422, 503))
+async def slices(name: str, sessions: SessionsDep, _: Read) -> JSON:
+    """Every slice's result in the current epoch, by slice value (a session created with
+    slices; 422 otherwise)."""
+    return JSON(await sessions.slices(_name(name)))
 
 
 @router.get("/{name}/variables", response_model=VariablesDoc,
-            responses=errors(401, 403, 404, 503))
-async def variables(name: str, sessions: SessionsDep, _: Read) -> JSON:
-    return JSON(await sessions.variables(_name(name)))
+            responses=errors(401, 403, 404, 422, 503))
+async def variables(name: str, sessions: SessionsDep, _: Read,
+                    slice: str | None = Query(None, max_length=200, description=SLICE_QUERY)
+                    ) -> JSON:
+    """The variables as Keras holds them; with `?slice=v`, that slice's."""
+    return JSON(await sessions.variables(_name(name), _slice_query(slice)))
 
 
 @router.post("/{name}/reset", response_model=ResetAnswer, openapi_extra=RESET_BODY,

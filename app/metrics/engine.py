@@ -106,6 +106,18 @@ def slots(metric: Metric) -> list[Slot]:
     return out
 
 
+def space_sizes(metric: Metric) -> tuple[int, int]:
+    """Elements of the metric's state in the sum space and in the extreme space: one slice's
+    stride in the slices' strings (store/keys.py)."""
+    sums = extremes = 0
+    for variable in metric.stored_variables:
+        if variable.aggregation == "sum":
+            sums += int(variable.initial_value.size)
+        else:
+            extremes += int(variable.initial_value.size)
+    return sums, extremes
+
+
 def to_differences(array: np.ndarray) -> np.ndarray:
     """A reverse cumulative sum along axis 0 as its per-bucket differences (linear, so sums of
     differences are differences of sums)."""

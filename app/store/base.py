@@ -34,6 +34,7 @@ class SessionMeta:
     id: str = ""  # this incarnation of the name: a deleted and re-created session differs
     layout: dict[str, Any] | None = None  # a lazy metric's shapes, fixed by the first batch
     window: Window | None = None  # per-bucket contributions kept besides the epoch's state
+    slices: int | None = None  # distinct slice values an epoch may keep (None: not sliced)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,21 @@ Clock = Callable[[], float]
 
 
 @dataclass
+class SliceRuns:
+    """What one batch adds to one slice's state (laid out as the session's own state)."""
+
+    value: str
+    sums: Runs = field(default_factory=Runs)
+    maxes: Runs = field(default_factory=Runs)
+    mins: Runs = field(default_factory=Runs)
+
+
+@dataclass
 class Batch:
-    """One update's (or merge's) increments with its preconditions."""
+    """One update's (or merge's) increments with its preconditions. A batch of a sliced
+    session also carries each slice value's increments (`slices`) and the size of one state
+    in each space (`stride`: sum elements, extreme elements), where slice k lives at k x
+    stride of the slices' own strings."""
 
     sums: Runs = field(default_factory=Runs)
     maxes: Runs = field(default_factory=Runs)
@@ -76,6 +90,8 @@ class Batch:
     fingerprint: str = ""  # what the key is bound to (route and body): another one is refused
     session_id: str | None = None  # computed for this incarnation; else `StaleSession`
     layout: str | None = None  # canonical JSON; the first one sticks, others: `LayoutMismatch`
+    slices: list[SliceRuns] = field(default_factory=list)
+    stride: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -96,15 +112,27 @@ class Snapshot:
 
 
 @dataclass
+class Slices:
+    """A session's meta and the states of its slices (all, or the one asked for), read
+    atomically together."""
+
+    meta: SessionMeta
+    states: dict[str, State]
+
+
+@dataclass
 class ClosedEpoch:
     """A closed epoch in the history: its raw state until the service has computed its result
-    (`compact`), then only the result (a closed epoch never changes, so the result is final)."""
+    (`compact`), then only the result (a closed epoch never changes, so the result is final).
+    A sliced session's epoch keeps its slices' states, then their results, the same way."""
 
     epoch: int
     closed_at: float
     state: State | None = None
     result: Any = None
     compacted: bool = False
+    slices: dict[str, State] | None = None
+    slice_results: dict[str, Any] | None = None
 
 
 @dataclass
@@ -147,6 +175,14 @@ class StaleSession(Conflict):
         super().__init__(f"session {name!r} was re-created while the request was in flight")
 
 
+class TooManySlices(Invalid):
+    def __init__(self, name: str, limit: int, have: int, new: list[str]) -> None:
+        shown = ", ".join(repr(v)[:60] for v in new[:5]) + (", ..." if len(new) > 5 else "")
+        super().__init__(f"session {name!r} keeps at most {limit} slices per epoch and has "
+                         f"{have}; this batch brings {len(new)} new ([{shown}]), which would "
+                         "make more. Nothing was applied")
+
+
 class SessionNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"no session named {name!r}")
@@ -167,7 +203,9 @@ class Store(Protocol):
         `KeyBoundElsewhere` when its fingerprint differs); a missing session gives
         `SessionNotFound` for every batch. A batch applied to a session with a window is
         also added to its current bucket, in the same atomic step (a refused or replayed
-        batch lands in neither).
+        batch lands in neither). A batch's slice values that the epoch has not seen yet are
+        admitted in the same step, or, past the session's `slices` limit, the whole batch is
+        refused (`TooManySlices`).
         """
         ...
 
@@ -185,8 +223,15 @@ class Store(Protocol):
         open the next epoch."""
         ...
 
-    async def compact(self, name: str, epoch: int, result: bytes) -> None:
-        """Replace a closed epoch's raw state in the history by its result (JSON)."""
+    async def read_slices(self, name: str, value: str | None = None) -> Slices | None:
+        """The session's meta and its slices' states: every slice of the current epoch, or
+        only `value` (an empty dict when the epoch has not seen it). None: no session."""
+        ...
+
+    async def compact(self, name: str, epoch: int, result: bytes,
+                      slices: bytes | None = None) -> None:
+        """Replace a closed epoch's raw state in the history by its result (JSON), and a
+        sliced session's slice states by their results (a JSON object value -> result)."""
         ...
 
     async def history(self, name: str) -> list[ClosedEpoch] | None: ...

@@ -44,6 +44,21 @@ def idempotency_expiry(name: str) -> str:
     return f"{_tag(name)}:idemx"
 
 
+def slice_slots(name: str) -> str:
+    """Hash: slice value -> its slot k (0, 1, ...) in the current epoch, in order of arrival."""
+    return f"{_tag(name)}:slices"
+
+
+def slice_sums(name: str) -> str:
+    """String: every slice's sum space, slot k at k x the meta's `ss` elements (as `state`)."""
+    return f"{_tag(name)}:slsum"
+
+
+def slice_extremes(name: str) -> str:
+    """String: every slice's extreme space, slot k at k x the meta's `se` elements."""
+    return f"{_tag(name)}:slext"
+
+
 def window_prefix(name: str) -> str:
     """Prefix of a windowed session's bucket strings: `<prefix><id>:<bucket index>` holds
     that bucket's sums, packed as `state` is. The scripts append the id and the index (the
@@ -57,6 +72,6 @@ def window_bucket(name: str, session_id: str, index: int) -> str:
 
 
 def session_keys(name: str) -> list[str]:
-    """The six keys of a session, in the order every Lua script expects them."""
+    """The nine keys of a session, in the order every Lua script expects them."""
     return [meta(name), state(name), extremes(name), history(name), idempotency(name),
-            idempotency_expiry(name)]
+            idempotency_expiry(name), slice_slots(name), slice_sums(name), slice_extremes(name)]

@@ -33,8 +33,11 @@ from app.store.base import (
     Page,
     SessionMeta,
     SessionNotFound,
+    SliceRuns,
+    Slices,
     Snapshot,
     StaleSession,
+    TooManySlices,
     canonical_layout,
 )
 from app.store.state import State
@@ -55,6 +58,7 @@ class _Session:
     answers: OrderedDict[str, _Answer] = field(default_factory=OrderedDict)  # oldest first
     expires_at: float | None = None  # monotonic time
     buckets: dict[int, State] = field(default_factory=dict)  # window bucket index -> sums
+    slices: dict[str, State] = field(default_factory=dict)  # the epoch's slice value -> state
 
 
 def _copy(meta: SessionMeta) -> SessionMeta:
@@ -63,7 +67,7 @@ def _copy(meta: SessionMeta) -> SessionMeta:
     return dataclasses.replace(meta)
 
 
-def _apply_increments(state: State, batch: Batch) -> None:
+def _apply_increments(state: State, batch: Batch | SliceRuns) -> None:
     state.add(batch.sums)
     state.extreme(batch.maxes, "max")
     state.extreme(batch.mins, "min")
@@ -179,9 +183,14 @@ class MemoryStore:
         if batch.layout is not None and meta.layout is not None \
                 and batch.layout != (current := canonical_layout(meta.layout)):
             return LayoutMismatch(name, current, batch.layout)
+        new = [part.value for part in batch.slices if part.value not in session.slices]
+        if new and len(session.slices) + len(new) > (meta.slices or 0):
+            return TooManySlices(name, meta.slices or 0, len(session.slices), new)
         if batch.layout is not None and meta.layout is None:
             meta.layout = json.loads(batch.layout)
         _apply_increments(session.state, batch)
+        for part in batch.slices:
+            _apply_increments(session.slices.setdefault(part.value, State()), part)
         if bucket is not None:
             _apply_increments(bucket, batch)
         answer = Applied(meta.epoch, batch.samples)
@@ -210,25 +219,37 @@ class MemoryStore:
                     _add_state(total, session.buckets[index])
         return Snapshot(_copy(session.meta), total)
 
+    async def read_slices(self, name: str, value: str | None = None) -> Slices | None:
+        session = self._live(name)
+        if session is None:
+            return None
+        chosen = session.slices if value is None else \
+            {value: session.slices[value]} if value in session.slices else {}
+        return Slices(_copy(session.meta), {k: v.copy() for k, v in chosen.items()})
+
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:
         session = self._require(name)
         epoch = session.meta.epoch
         if expected_epoch is not None and expected_epoch != epoch:
             raise EpochMismatch(name, expected_epoch, epoch)
-        closed = ClosedEpoch(epoch, time.time(), state=session.state)
+        closed = ClosedEpoch(epoch, time.time(), state=session.state,
+                             slices=session.slices if session.meta.slices else None)
         session.history.append(closed)
         del session.history[:-self._history_limit]
-        session.state = State()
+        session.state, session.slices = State(), {}
         session.meta.epoch = epoch + 1
         self._touch(session)
         return copy.deepcopy(closed), _copy(session.meta)
 
-    async def compact(self, name: str, epoch: int, result: bytes) -> None:
+    async def compact(self, name: str, epoch: int, result: bytes,
+                      slices: bytes | None = None) -> None:
         session = self._live(name)
         for closed in session.history if session is not None else []:
             if closed.epoch == epoch and not closed.compacted:
                 closed.state, closed.result, closed.compacted = None, orjson.loads(result), True
+                if slices is not None:
+                    closed.slices, closed.slice_results = None, orjson.loads(slices)
 
     async def history(self, name: str) -> list[ClosedEpoch] | None:
         session = self._live(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -44,16 +45,19 @@ from app.store.base import (
     Page,
     SessionMeta,
     SessionNotFound,
+    Slices,
     Snapshot,
     StaleSession,
+    TooManySlices,
     Window,
 )
 from app.store.state import Runs, State, state_from
 
 T = TypeVar("T")
-SCRIPTS = ("create", "apply", "read", "read_many", "read_window", "reset", "compact", "history",
-           "delete")
-RUN = np.dtype([("kind", "u1"), ("start", "<u4"), ("count", "<u4")])
+SCRIPTS = ("create", "apply", "read", "read_many", "read_window", "read_slices", "reset",
+           "compact", "history", "delete")
+#: A run as apply.lua reads it: target 0 is the session's state, t >= 1 the batch's slice t.
+RUN = np.dtype([("kind", "u1"), ("target", "<u4"), ("start", "<u4"), ("count", "<u4")])
 #: A batch whose runs cover more elements than this is added in numpy and written back whole
 #: (`_apply_whole`): the apply script's Lua loop costs Redis ~1 µs per element, and Redis runs
 #: one script at a time, so a million-element batch would stall every other client for seconds.
@@ -90,20 +94,23 @@ def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
         id=raw.get("id", ""),
         layout=orjson.loads(raw["layout"]) if raw.get("layout") else None,
         window=Window(int(raw["wb"]), int(raw["wk"])) if raw.get("wb") else None,
+        slices=int(raw["sm"]) if raw.get("sm") else None,
     )
 
 
 def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
     """A batch's runs as the apply script reads them: packed headers, packed values."""
-    parts = [(KINDS[kind], getattr(batch, kind)) for kind in KINDS]
-    heads = np.zeros(sum(len(r) for _, r in parts), RUN)
+    parts = [(KINDS[kind], 0, getattr(batch, kind)) for kind in KINDS]
+    parts += [(KINDS[kind], target, getattr(part, kind))
+              for target, part in enumerate(batch.slices, 1) for kind in KINDS]
+    heads = np.zeros(sum(len(r) for _, _, r in parts), RUN)
     at = 0
-    for kind, runs in parts:
+    for kind, target, runs in parts:
         n = len(runs)
         heads["kind"][at:at + n], heads["start"][at:at + n] = kind, runs.starts
-        heads["count"][at:at + n] = runs.counts
+        heads["target"][at:at + n], heads["count"][at:at + n] = target, runs.counts
         at += n
-    values = np.concatenate([r.values for _, r in parts]).astype("<f8")
+    values = np.concatenate([r.values for _, _, r in parts]).astype("<f8")
     return heads.tobytes(), values.tobytes(), len(heads)
 
 
@@ -113,6 +120,8 @@ def _header(batch: Batch, runs: int, whole_version: int | None = None) -> dict[s
     optional = {"e": batch.epoch, "k": batch.idempotency_key, "i": batch.session_id,
                 "l": batch.layout, "f": batch.fingerprint or None, "w": whole_version}
     header.update({k: v for k, v in optional.items() if v is not None})
+    if batch.slices:
+        header["s"], header["z"] = [part.value for part in batch.slices], list(batch.stride)
     return header
 
 
@@ -146,6 +155,24 @@ def _added(stored: bytes, runs: Runs) -> bytes:
     return new.astype("<f8").tobytes()
 
 
+def _slice_states(slots: dict[str, str], sums: bytes, extremes: bytes,
+                  stride: tuple[int, int]) -> dict[str, State]:
+    """Each slice's state from the slices' strings: slot k at k x stride (numpy views)."""
+    every = state_from(sums, extremes)
+    size, ext = stride
+    out = {}
+    for value, k in sorted(((v, int(slot)) for v, slot in slots.items()),
+                           key=lambda pair: pair[1]):  # in order of arrival
+        out[value] = State(every.sums[k * size:(k + 1) * size],
+                           every.extremes[k * ext:(k + 1) * ext],
+                           every.present[k * ext:(k + 1) * ext])
+    return out
+
+
+def _stride(meta: dict[str, str]) -> tuple[int, int]:
+    return int(meta.get("ss") or 0), int(meta.get("se") or 0)
+
+
 def _window_args(window: Window | None) -> list[str]:
     """create.lua's window arguments: bucket seconds and buckets, or '' for none."""
     if window is None:
@@ -165,23 +192,42 @@ def _decode_answer(name: str, batch: Batch, answer: Any) -> Applied | TallyError
     if kind == "E":
         expected = batch.epoch if batch.epoch is not None else -1
         return EpochMismatch(name, expected, int(rest[0]))
+    if kind == "M":
+        new = [batch.slices[int(j) - 1].value for j in rest[2].split(",")]
+        return TooManySlices(name, int(rest[0]), int(rest[1]), new)
     return Applied(int(rest[0]), int(rest[1]), replayed=kind == "R")
 
 
 def _closed_from(epoch: int, entry: bytes) -> ClosedEpoch:
-    """A history entry (see reset.lua): raw state, or its compacted result."""
+    """A history entry (see reset.lua): raw state, or its compacted result; a sliced
+    session's with its slices'."""
     head, _, body = entry.partition(b"\n")
-    closed_at = float(head[1:])
-    if head[:1] == b"R":
+    closed_at, kind = float(head[1:]), head[:1]
+    if kind == b"R":
         return ClosedEpoch(epoch, closed_at, result=orjson.loads(body), compacted=True)
+    if kind == b"Q":
+        both = orjson.loads(body)
+        return ClosedEpoch(epoch, closed_at, result=both["result"], compacted=True,
+                           slice_results=both["slices"])
+    if kind == b"T":
+        sums, ext, slots, slice_sums, *stride = struct.unpack_from("<6I", body)
+        at = struct.calcsize("<6I")
+        parts = []
+        for size in (sums, ext, slots, slice_sums):
+            parts.append(body[at:at + size])
+            at += size
+        slot_of = {value: str(k) for value, k in orjson.loads(parts[2]).items()}
+        return ClosedEpoch(epoch, closed_at, state=state_from(parts[0], parts[1]),
+                           slices=_slice_states(slot_of, parts[3], body[at:],
+                                                (stride[0], stride[1])))
     size = int.from_bytes(body[:4], "little")
     return ClosedEpoch(epoch, closed_at, state=state_from(body[4:4 + size], body[4 + size:]))
 
 
 def _worth_whole(batch: Batch) -> bool:
-    """A large batch of sums only (extremes, a plugin's, always travel as runs)."""
+    """A large batch of sums only (extremes, a plugin's, and slices always travel as runs)."""
     return batch.sums.size > WHOLE_STATE_ELEMENTS and not len(batch.maxes) \
-        and not len(batch.mins)
+        and not len(batch.mins) and not batch.slices
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -317,7 +363,7 @@ class RedisStore:
         existing = await self._run("create", meta.name, [
             meta.metric, orjson.dumps(meta.args), orjson.dumps(meta.config),
             repr(meta.created_at), "" if meta.ttl_seconds is None else str(meta.ttl_seconds),
-            meta.id, *_window_args(meta.window),
+            meta.id, *_window_args(meta.window), "" if meta.slices is None else str(meta.slices),
         ], writes=True)
         if existing:
             return _meta_from(meta.name, existing), False
@@ -460,6 +506,16 @@ class RedisStore:
             else _summed(found[1])
         return Snapshot(_meta_from(name, found[0]), state)
 
+    async def read_slices(self, name: str, value: str | None = None) -> Slices | None:
+        found = await self._run("read_slices", name, ["" if value is None else value],
+                                key_list=[keys.meta(name), keys.slice_slots(name),
+                                          keys.slice_sums(name), keys.slice_extremes(name)])
+        if not found:
+            return None
+        meta = _pairs(found[0])
+        states = _slice_states(_pairs(found[1]), found[2], found[3], _stride(meta))
+        return Slices(_meta_from(name, found[0]), states)
+
     async def reset(self, name: str, expected_epoch: int | None = None
                     ) -> tuple[ClosedEpoch, SessionMeta]:
         out = await self._run("reset", name, [
@@ -471,11 +527,16 @@ class RedisStore:
         if kind == "E":
             raise EpochMismatch(name, expected_epoch or 0, int(out[1]))
         closed = ClosedEpoch(int(out[1]), float(out[2]), state=state_from(out[3], out[4]))
+        if out[6]:  # a sliced session: its slots, and the slices' strings
+            slots, sums, extremes = out[6]
+            closed.slices = _slice_states(_pairs(slots), sums, extremes,
+                                          _stride(_pairs(out[5])))
         return closed, _meta_from(name, out[5])
 
-    async def compact(self, name: str, epoch: int, result: bytes) -> None:
-        await self._run("compact", name, [epoch, result], key_list=[keys.history(name)],
-                        writes=True)
+    async def compact(self, name: str, epoch: int, result: bytes,
+                      slices: bytes | None = None) -> None:
+        args = [epoch, result] if slices is None else [epoch, result, slices]
+        await self._run("compact", name, args, key_list=[keys.history(name)], writes=True)
 
     async def history(self, name: str) -> list[ClosedEpoch] | None:
         found = await self._run("history", name, key_list=[keys.meta(name),

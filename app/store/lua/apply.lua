@@ -1,22 +1,26 @@
 -- apply: add one or more batches' increments to a session's state, atomically per batch.
--- KEYS: meta, state, ext, history, idem, idemx (the session's keys, see keys.py)
+-- KEYS: meta, state, ext, history, idem, idemx, slices, slsum, slext (the session's keys,
+--       see keys.py)
 -- ARGV[1]: idempotency window in ms; ARGV[2]: idempotency keys kept per session;
 -- ARGV[3]: JSON list of batch headers {"n": samples, "e": expected epoch, "k": idempotency
 --          key, "f": the request fingerprint the key is bound to, "i": session id the batch
 --          was computed for, "l": the layout (canonical JSON) a lazily shaped metric was
 --          built with, "r": number of runs, "w": the state version the batch was computed
---          against when it carries the whole new state instead of runs}; all but "n" and
---          "r" optional.
+--          against when it carries the whole new state instead of runs, "s": the batch's
+--          distinct slice values, "z": [sum, extreme] elements of one slice's state}; all
+--          but "n" and "r" optional.
 -- ARGV[4]: now, Unix seconds by the store's clock (the window bucket a batch lands in);
 -- ARGV[5]: the session's window key prefix (keys.window_prefix).
--- ARGV[6 + 2j], ARGV[7 + 2j] (batch j, from 0): its runs, packed '<BI4I4' each (kind 0 sum,
---          1 max, 2 min; start index; count), and their values, packed little-endian doubles;
---          with "w", the whole new sums string instead (the runs are empty).
+-- ARGV[6 + 2j], ARGV[7 + 2j] (batch j, from 0): its runs, packed '<BI4I4I4' each (kind 0
+--          sum, 1 max, 2 min; target 0 the session's state, t >= 1 the slice "s"[t]; start
+--          index; count), and their values, packed little-endian doubles; with "w", the whole
+--          new sums string instead (the runs are empty).
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
 --          of a key's first answer, "K" key bound to another request, "E <epoch>" epoch
 --          precondition failed, "S" the session was re-created since the batch was computed,
 --          "L <layout>" the session's variables were built for another layout, "V" the state
---          changed since a whole-state batch read it; or {"missing"}.
+--          changed since a whole-state batch read it, "M <limit> <have> <j,...>" its new slice
+--          values "s"[j] would take the session past its limit (meta `sm`); or {"missing"}.
 -- A session with a window (meta `wb` bucket seconds, `wk` buckets) also adds each applied
 -- batch's sums to its current bucket, the string `<prefix><id>:<floor(now / wb)>`, which
 -- EXPIREs once no window can reach it; meta `wl` is the last bucket written (delete.lua).
@@ -25,7 +29,11 @@
 -- batch lands only if no other write came between its read and this script.
 -- State layout (store/state.py): sums are float64 at 8*i of `state`; extremes are a set flag
 -- and a float64 at 9*i of `ext`. Missing bytes read as zero (sum 0, extreme unset).
+-- Slices: `slices` maps each value the epoch has seen to its slot k, in order of arrival;
+-- slot k's state is at k x `ss` elements of `slsum` and k x `se` of `slext` (meta `ss`, `se`:
+-- one state's sizes, recorded by the first sliced batch). Reset clears all three.
 local meta, state, ext, idem, idemx = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]
+local slot_of, slsum, slext = KEYS[7], KEYS[8], KEYS[9]
 if redis.call('EXISTS', meta) == 0 then
   return {'missing'}
 end
@@ -81,8 +89,8 @@ end
 
 -- Extremes: keep the larger (max) or smaller (min); an unset element takes the new value,
 -- and NaN wins as in the memory store.
-local function extreme_run(start, count, values, vpos, is_max)
-  local old = redis.call('GETRANGE', ext, start * 9, (start + count) * 9 - 1)
+local function extreme_run(key, start, count, values, vpos, is_max)
+  local old = redis.call('GETRANGE', key, start * 9, (start + count) * 9 - 1)
   local new = doubles(values, vpos, count)
   local parts = {}
   for i = 1, count do
@@ -94,34 +102,91 @@ local function extreme_run(start, count, values, vpos, is_max)
     end
     parts[i] = '\1' .. struct.pack('<d', v)
   end
-  redis.call('SETRANGE', ext, start * 9, table.concat(parts))
+  redis.call('SETRANGE', key, start * 9, table.concat(parts))
 end
 
-local function apply_runs(runs, values, count, bucket_key)
+-- A run of target 0 goes to the session's state (and window bucket), of target t to the
+-- slot of slice t, `slots[t]`, at that slot's offset in the slices' strings (`stride`).
+local function apply_runs(runs, values, count, bucket_key, slots, stride)
   local pos, vpos = 1, 1
   for _ = 1, count do
-    local kind, start, n
-    kind, start, n, pos = struct.unpack('<BI4I4', runs, pos)
-    if kind == 0 then
-      add_run(state, start, n, values, vpos)
-      if bucket_key then add_run(bucket_key, start, n, values, vpos) end
-    else extreme_run(start, n, values, vpos, kind == 1) end
+    local kind, target, start, n
+    kind, target, start, n, pos = struct.unpack('<BI4I4I4', runs, pos)
+    if target == 0 then
+      if kind == 0 then
+        add_run(state, start, n, values, vpos)
+        if bucket_key then add_run(bucket_key, start, n, values, vpos) end
+      else extreme_run(ext, start, n, values, vpos, kind == 1) end
+    else
+      local slot = slots[target]
+      if kind == 0 then add_run(slsum, start + slot * stride[1], n, values, vpos)
+      else extreme_run(slext, start + slot * stride[2], n, values, vpos, kind == 1) end
+    end
     vpos = vpos + n * 8
   end
 end
 
-local fields = redis.call('HMGET', meta, 'epoch', 'v', 'id', 'layout', 'wb', 'wk')
+-- The slots of a batch's slice values, admitting the ones the epoch has not seen; or nil
+-- and why ("<limit> <have> <j,...>": the new values' positions) past the limit.
+local function admit(values, limit)
+  local slots, new = {}, {}
+  for j, value in ipairs(values) do
+    local slot = redis.call('HGET', slot_of, value)
+    if slot then slots[j] = tonumber(slot) else new[#new + 1] = j end
+  end
+  local have = redis.call('HLEN', slot_of)
+  if #new > 0 and have + #new > limit then
+    return nil, limit .. ' ' .. have .. ' ' .. table.concat(new, ',')
+  end
+  for _, j in ipairs(new) do
+    redis.call('HSET', slot_of, values[j], have)
+    slots[j] = have
+    have = have + 1
+  end
+  return slots
+end
+
+local fields = redis.call('HMGET', meta, 'epoch', 'v', 'id', 'layout', 'wb', 'wk', 'sm', 'ss')
 local epoch = tonumber(fields[1])
 local version = tonumber(fields[2] or '0')
 local first_version = version
 local id, layout = fields[3], fields[4]
 local bucket_seconds, buckets = tonumber(fields[5] or ''), tonumber(fields[6] or '')
+local slice_limit, stride_known = tonumber(fields[7] or '') or 0, fields[8] ~= false
 local bucket, bucket_key, now = nil, nil, tonumber(ARGV[4])
 if bucket_seconds then
   bucket = math.floor(now / bucket_seconds)
   bucket_key = ARGV[5] .. id .. ':' .. string.format('%d', bucket)
 end
 local bucket_written = false
+
+-- Apply batch i (its preconditions checked, its slices given their slots); its answer.
+local function land(i, b, slots)
+  if b.l and not layout then
+    layout = b.l
+    redis.call('HSET', meta, 'layout', layout)
+  end
+  if b.z and not stride_known then
+    redis.call('HSET', meta, 'ss', b.z[1], 'se', b.z[2])
+    stride_known = true
+  end
+  if b.w then
+    redis.call('SET', state, ARGV[7 + 2 * (i - 1)])
+  else
+    apply_runs(ARGV[6 + 2 * (i - 1)], ARGV[7 + 2 * (i - 1)], b.r, bucket_key, slots, b.z)
+    bucket_written = bucket_key ~= nil
+  end
+  version = version + 1
+  local answer = epoch .. ' ' .. b.n
+  if b.k then
+    redis.call('HSET', idem, b.k, (b.f or '') .. ' ' .. answer)
+    redis.call('ZADD', idemx, now_ms + window, b.k)
+    local excess = math.min(256, redis.call('ZCARD', idemx) - keep)
+    if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
+  end
+  return 'A ' .. answer
+end
+
 local batches = cjson.decode(ARGV[3])
 local out = {}
 for i, b in ipairs(batches) do
@@ -139,25 +204,9 @@ for i, b in ipairs(batches) do
   elseif b.w and (b.w ~= version or bucket_key) then
     out[i] = 'V'
   else
-    if b.l and not layout then
-      layout = b.l
-      redis.call('HSET', meta, 'layout', layout)
-    end
-    if b.w then
-      redis.call('SET', state, ARGV[7 + 2 * (i - 1)])
-    else
-      apply_runs(ARGV[6 + 2 * (i - 1)], ARGV[7 + 2 * (i - 1)], b.r, bucket_key)
-      bucket_written = bucket_key ~= nil
-    end
-    version = version + 1
-    local answer = epoch .. ' ' .. b.n
-    if b.k then
-      redis.call('HSET', idem, b.k, (b.f or '') .. ' ' .. answer)
-      redis.call('ZADD', idemx, now_ms + window, b.k)
-      local excess = math.min(256, redis.call('ZCARD', idemx) - keep)
-      if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
-    end
-    out[i] = 'A ' .. answer
+    local slots, refused = {}, nil
+    if b.s then slots, refused = admit(b.s, slice_limit) end
+    if refused then out[i] = 'M ' .. refused else out[i] = land(i, b, slots) end
   end
 end
 

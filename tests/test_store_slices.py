@@ -1,0 +1,148 @@
+"""The store contract for slices, on memory, a single Redis and a Redis Cluster: each slice
+value's increments land with the batch's own, atomically; values are admitted up to the
+session's limit (a batch past it lands nowhere); reset moves the slices to the history and
+clears them; a replayed batch is not applied again; delete leaves no key behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.store.base import (
+    Applied,
+    Batch,
+    SessionMeta,
+    SliceRuns,
+    TooManySlices,
+)
+from app.store.redis import RedisStore
+from app.store.state import Runs
+
+STRIDE = (4, 0)  # a state of 4 sums (TP, FP at two thresholds, say)
+
+
+def meta(name: str = "sliced", slices: int | None = 3, ttl: int | None = None) -> SessionMeta:
+    return SessionMeta(name=name, metric="Precision", args={}, config={"name": "precision"},
+                       created_at=1700000000.0, id=f"id-{name}", slices=slices,
+                       ttl_seconds=ttl)
+
+
+def batch(overall: dict[int, float], **parts: dict[int, float]) -> Batch:
+    """A batch: its overall sums, and the sums of each slice named by keyword."""
+    return Batch(sums=Runs.from_dict(overall), samples=1,
+                 slices=[SliceRuns(value, Runs.from_dict(sums)) for value, sums in parts.items()],
+                 stride=STRIDE)
+
+
+async def slice_sums(store, name: str, value: str | None = None) -> dict[str, dict[int, float]]:
+    found = await store.read_slices(name, value)
+    return {v: state.sums_dict() for v, state in found.states.items()}
+
+
+async def test_slices_are_kept_apart_and_read_alone_or_together(store):
+    await store.create(meta())
+    out = await store.apply("sliced", [
+        batch({0: 3.0, 3: 1.0}, us={0: 2.0}, fr={0: 1.0, 3: 1.0}),
+        batch({1: 5.0}, fr={1: 5.0}),
+    ])
+    assert out == [Applied(0, 1), Applied(0, 1)]
+    assert (await store.read("sliced")).state.sums_dict() == {0: 3.0, 1: 5.0, 3: 1.0}
+    every = await slice_sums(store, "sliced")
+    assert every == {"us": {0: 2.0}, "fr": {0: 1.0, 1: 5.0, 3: 1.0}}
+    assert list(every) == ["us", "fr"]  # in order of arrival
+    assert await slice_sums(store, "sliced", "fr") == {"fr": {0: 1.0, 1: 5.0, 3: 1.0}}
+    assert await slice_sums(store, "sliced", "de") == {}
+    assert (await store.read_slices("sliced")).meta.slices == 3
+    assert await store.read_slices("missing") is None
+
+
+async def test_a_batch_past_the_limit_lands_nowhere(store):
+    await store.create(meta(slices=2))
+    await store.apply("sliced", [batch({0: 1.0}, a={0: 1.0})])
+    out = await store.apply("sliced", [
+        batch({0: 1.0}, b={0: 1.0}, c={0: 1.0}),  # two new: three in all, refused
+        batch({1: 1.0}, a={1: 1.0}, b={1: 1.0}),  # one new: admitted
+        batch({2: 1.0}, c={2: 1.0}),  # now the third: refused
+        batch({3: 1.0}, b={3: 1.0}),  # known: applied
+    ])
+    assert isinstance(out[0], TooManySlices) and isinstance(out[2], TooManySlices)
+    assert "['b', 'c']" in out[0].detail and "has 1" in out[0].detail
+    assert "['c']" in out[2].detail and "has 2" in out[2].detail
+    assert out[1] == Applied(0, 1) and out[3] == Applied(0, 1)
+    assert (await store.read("sliced")).state.sums_dict() == {0: 1.0, 1: 1.0, 3: 1.0}
+    assert await slice_sums(store, "sliced") == {"a": {0: 1.0, 1: 1.0}, "b": {1: 1.0, 3: 1.0}}
+
+
+async def test_concurrent_batches_admit_exactly_the_limit(store):
+    """Twelve writers race with twelve distinct values on a limit of five: exactly five land,
+    each counted in its slice and in the overall state."""
+    await store.create(meta(slices=5))
+    outs = await asyncio.gather(*(store.apply("sliced", [batch({0: 1.0}, **{f"v{i}": {0: 1.0}})])
+                                  for i in range(12)))
+    landed = [f"v{i}" for i, (out,) in enumerate(outs) if isinstance(out, Applied)]
+    assert len(landed) == 5
+    assert all(isinstance(out, TooManySlices) for (out,) in outs if not isinstance(out, Applied))
+    assert (await store.read("sliced")).state.sums_dict() == {0: 5.0}
+    assert await slice_sums(store, "sliced") == {v: {0: 1.0} for v in landed}
+
+
+async def test_reset_closes_the_slices_into_the_history(store):
+    await store.create(meta())
+    await store.apply("sliced", [batch({0: 2.0, 2: 1.0}, a={0: 2.0}, b={2: 1.0})])
+    closed, after = await store.reset("sliced")
+    assert after.epoch == 1 and closed.epoch == 0
+    assert closed.state.sums_dict() == {0: 2.0, 2: 1.0}
+    assert {v: s.sums_dict() for v, s in closed.slices.items()} == {"a": {0: 2.0},
+                                                                    "b": {2: 1.0}}
+    assert await slice_sums(store, "sliced") == {}
+    # The next epoch admits values afresh (the limit counts per epoch).
+    await store.apply("sliced", [batch({1: 1.0}, c={1: 1.0}, d={1: 1.0}, e={1: 1.0})])
+    assert set(await slice_sums(store, "sliced")) == {"c", "d", "e"}
+    (raw,) = await store.history("sliced")
+    assert {v: s.sums_dict() for v, s in raw.slices.items()} == {"a": {0: 2.0}, "b": {2: 1.0}}
+    await store.compact("sliced", 0, b"0.5", b'{"a": 1.0, "b": 0.0}')
+    (done,) = await store.history("sliced")
+    assert done.compacted and done.result == 0.5 and done.slice_results == {"a": 1.0, "b": 0.0}
+    assert done.slices is None
+
+
+async def test_a_replayed_sliced_batch_is_not_applied_twice(store):
+    await store.create(meta())
+    first = batch({0: 1.0}, a={0: 1.0})
+    first.idempotency_key, first.fingerprint = "k1", "f1"
+    again = batch({0: 1.0}, a={0: 1.0})
+    again.idempotency_key, again.fingerprint = "k1", "f1"
+    assert (await store.apply("sliced", [first]))[0] == Applied(0, 1)
+    assert (await store.apply("sliced", [again]))[0] == Applied(0, 1, replayed=True)
+    assert await slice_sums(store, "sliced") == {"a": {0: 1.0}}
+
+
+async def test_an_unsliced_session_takes_no_slices(store):
+    await store.create(meta(slices=None))
+    (out,) = await store.apply("sliced", [batch({0: 1.0}, a={0: 1.0})])
+    assert isinstance(out, TooManySlices)
+    assert (await store.read("sliced")).state.sums_dict() == {}
+    assert (await store.read_slices("sliced")).meta.slices is None
+
+
+async def test_delete_leaves_no_slice_key(store):
+    await store.create(meta(ttl=100))
+    await store.apply("sliced", [batch({0: 1.0}, a={0: 1.0})])
+    if isinstance(store, RedisStore):
+        client = store._client
+        found = [k async for k in client.scan_iter(match="tally:{sliced}:*")]
+        assert {k.decode().rsplit(":", 1)[1] for k in found} >= {"slices", "slsum"}
+        for key in found:  # every key of a session with a TTL expires with it
+            assert 0 < await client.ttl(key) <= 100
+    assert await store.delete("sliced")
+    assert await store.read_slices("sliced") is None
+    if isinstance(store, RedisStore):
+        assert [k async for k in store._client.scan_iter(match="tally:{sliced}:*")] == []
+
+
+@pytest.mark.parametrize("value", ["ünïcode ✓", "with space", "3", "a" * 128, "{sliced}"])
+async def test_any_valid_value_is_a_hash_field(store, value):
+    await store.create(meta())
+    await store.apply("sliced", [batch({0: 1.0}, **{value: {0: 1.0}})])
+    assert await slice_sums(store, "sliced", value) == {value: {0: 1.0}}
