@@ -115,9 +115,10 @@ def test_remote_metric_per_slice_matches_keras_over_each_slice(
         numbers = rng.integers(6, 9, 30)
         oracle.update(y_true, y_pred, sample_weight=weight, slices=numbers)
         remote.update_state(y_true, y_pred, sample_weight=weight, slices=numbers)
-        y_true, y_pred, weight = data(rng, 12)  # one slice for the batch, as a string
-        oracle.update(y_true, y_pred, sample_weight=weight, slice="7")
-        remote.update_state(y_true, y_pred, sample_weight=weight, slice="7")
+        for value in ("7", np.int64(8)):  # one slice for the batch (a 0-d member in npz)
+            y_true, y_pred, weight = data(rng, 20)
+            oracle.update(y_true, y_pred, sample_weight=weight, slice=value)
+            remote.update_state(y_true, y_pred, sample_weight=weight, slice=value)
         y_true, y_pred, weight = data(rng, 9)  # no slice: the overall result only
         oracle.update(y_true, y_pred, sample_weight=weight)
         remote.update_state(y_true, y_pred, sample_weight=weight)
