@@ -126,19 +126,75 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
+# ---- slices -----------------------------------------------------------------------------
+# A slice value is a string or an integer (3 and "3" are one slice, API.md "Slices"). The
+# client converts what it must to put a value on the wire (numpy scalars, object arrays)
+# and leaves every other judgement (length, characters, how many) to the service.
+
+SliceValue = str | int
+
+
+def slices_spec(slices: int | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`slices=M` (the most distinct values) as the create body's `{"max": M}`; a mapping
+    is passed through as API.md defines it."""
+    if slices is None:
+        return None
+    if isinstance(slices, Mapping):
+        return dict(slices)
+    if isinstance(slices, (int, np.integer)) and not isinstance(slices, (bool, np.bool_)):
+        return {"max": int(slices)}
+    raise TypeError(f"slices must be the most distinct slice values (an int) or a mapping "
+                    f"such as {{'max': 1000}}; got {slices!r}")
+
+
+def slice_value(value: Any) -> Any:
+    """One slice value as JSON writes it and a query parameter carries it: numpy scalars
+    become Python ones (`np.int64(3)` -> 3, `np.str_("eu")` -> "eu")."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def slice_array(values: Any) -> np.ndarray:
+    """Per-sample slice values as an array the service reads from `.npz` (kind i, u or U).
+    Object arrays (a pandas column, a list of numpy scalars) become unicode, or int64 when
+    every value is an integer; bytes are decoded as UTF-8. Always a new array: the caller
+    may reuse its buffer while the batch waits."""
+    array = np.array(as_array(values))
+    if array.dtype.kind == "S":
+        return np.char.decode(array, "utf-8")
+    if array.dtype.kind != "O":
+        return array
+    items = [slice_value(v) for v in array.ravel().tolist()]
+    odd = [v for v in items if isinstance(v, bool) or not isinstance(v, (str, int))]
+    if odd:
+        raise TypeError(f"slice values are strings or integers; got {odd[0]!r} "
+                        f"({type(odd[0]).__name__})")
+    if all(isinstance(v, int) for v in items):
+        return np.array(items, dtype=np.int64).reshape(array.shape)
+    return np.array([str(v) for v in items], dtype=str).reshape(array.shape)
+
+
+def _one_of_slice_and_slices(slice: Any, slices: Any) -> None:
+    if slice is not None and slices is not None:
+        raise ValueError("give 'slice' (one value for the whole batch) or 'slices' (a value "
+                         "per sample), not both")
+
+
 # ---- endpoints --------------------------------------------------------------------------
 
 def create(name: str, metric: str | None = None, config: Mapping[str, Any] | None = None, *,
            metrics: list[Mapping[str, Any]] | None = None,
-           window: Mapping[str, Any] | None = None, slices: Mapping[str, Any] | None = None,
+           window: Mapping[str, Any] | None = None,
+           slices: int | Mapping[str, Any] | None = None,
            ttl_seconds: int | None = None) -> Call[dict[str, Any]]:
     """PUT a session: one metric class (`metric`, `config`) or a collection (`metrics`);
-    `window`, `slices` and `ttl_seconds` are passed through as API.md defines them."""
+    `window` and `ttl_seconds` are passed through as API.md defines them; `slices=M` asks
+    for a result per slice value, at most M distinct values (`{"max": M}` on the wire)."""
     if (metric is None) == (metrics is None):
         raise ValueError("give either 'metric' (one metric class) or 'metrics' (a collection)")
     body = _without_none(metric=metric, config=dict(config) if config is not None else None,
                          metrics=[dict(m) for m in metrics] if metrics is not None else None,
-                         window=window, slices=slices, ttl_seconds=ttl_seconds)
+                         window=window, slices=slices_spec(slices),
+                         ttl_seconds=ttl_seconds)
     return _json_call("PUT", _session(name), body, _document)
 
 
@@ -165,54 +221,65 @@ def next_cursor(page: Mapping[str, Any]) -> str | None:
 
 
 def update(name: str, fields: Mapping[str, Any], *, epoch: int | None = None,
-           slice: str | int | None = None, slices: Any = None,
+           slice: SliceValue | None = None, slices: Any = None,
            idempotency_key: str | None = None,
            npz_threshold: int = DEFAULT_NPZ_THRESHOLD) -> Call[dict[str, Any]]:
     """POST one batch. `fields` holds `y_true`/`y_pred` or `values`, and `sample_weight`
-    (None values are left out). Above `npz_threshold` numbers the batch goes as `.npz`."""
+    (None values are left out). `slice`: the slice of the whole batch; `slices`: one value
+    per sample along the first axis (not both). Above `npz_threshold` numbers the batch goes
+    as `.npz`, its slice values as the members `slice` (0-d) or `slices` (1-d), ints or
+    unicode, never objects. The body is built once: every retry sends these very bytes."""
+    _one_of_slice_and_slices(slice, slices)
     arrays = {k: as_array(v) for k, v in fields.items() if v is not None}
     if not arrays:
         raise ValueError("an update needs y_true and y_pred, or values")
     headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
     path = _session(name, "/update")
+    per_sample = slice_array(slices) if slices is not None else None
     if sum(a.size for a in arrays.values()) > npz_threshold:
         if slice is not None:
-            arrays["slice"] = np.asarray(slice)
-        if slices is not None:
-            arrays["slices"] = as_array(slices)
+            arrays["slice"] = slice_array(slice_value(slice))
+        if per_sample is not None:
+            arrays["slices"] = per_sample
         return Call("POST", path, _document, content=_npz_bytes(arrays),
                     params=_without_none(epoch=epoch),
                     headers={"Content-Type": NPZ_TYPE, **headers})
     body = {k: _json_value(a) for k, a in arrays.items()}
-    body.update(_without_none(epoch=epoch, slice=slice,
-                              slices=_json_value(slices) if slices is not None else None))
+    body.update(_without_none(epoch=epoch, slice=slice_value(slice),
+                              slices=per_sample.tolist() if per_sample is not None else None))
     return _json_call("POST", path, body, _document, headers=headers)
 
 
 def merge(name: str, variables: Mapping[str, Any], *, epoch: int | None = None,
+          slice: SliceValue | None = None,
           idempotency_key: str | None = None) -> Call[dict[str, Any]]:
-    """POST pre-aggregated variables (name -> value with that variable's shape)."""
+    """POST pre-aggregated variables (name -> value with that variable's shape); with
+    `slice`, they are added to that slice and to the overall state."""
     if not variables:
         raise ValueError("merge needs at least one variable")
     body = _without_none(variables={k: _json_value(v) for k, v in variables.items()},
-                         epoch=epoch)
+                         epoch=epoch, slice=slice_value(slice))
     return _json_call("POST", _session(name, "/merge"), body, _document,
                       headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
 
 
 def result(name: str, *, window: int | float | None = None,
-           slice: str | int | None = None) -> Call[dict[str, Any]]:
-    """The result document; `window` (seconds) or `slice` select a windowed or sliced one."""
+           slice: SliceValue | None = None) -> Call[dict[str, Any]]:
+    """The result document; `window` (seconds) or `slice` select a windowed or sliced one
+    (the service answers both together with a 422: windows keep the overall result only)."""
     return Call("GET", _session(name, "/result"), _document,
-                params=_without_none(window=window, slice=slice) or None)
+                params=_without_none(window=window, slice=slice_value(slice)) or None)
 
 
 def slices(name: str) -> Call[dict[str, Any]]:
+    """`{"name", "epoch", "slices": {"<value>": <result>, ...}}`: every slice of the epoch."""
     return Call("GET", _session(name, "/slices"), _document)
 
 
-def variables(name: str) -> Call[dict[str, Any]]:
-    return Call("GET", _session(name, "/variables"), _document)
+def variables(name: str, *, slice: SliceValue | None = None) -> Call[dict[str, Any]]:
+    """The variables document: the overall state's, or with `slice` that slice's."""
+    return Call("GET", _session(name, "/variables"), _document,
+                params=_without_none(slice=slice_value(slice)) or None)
 
 
 def reset(name: str, *, epoch: int | None = None) -> Call[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tally_client import _core
-from tally_client._core import DEFAULT_NPZ_THRESHOLD, Call, outcome
+from tally_client._core import DEFAULT_NPZ_THRESHOLD, Call, SliceValue, outcome
 from tally_client.errors import TallyError
 from tally_client.retry import Attempts, RetryPolicy, as_policy
 
@@ -38,7 +38,7 @@ class _Options:
             self.headers["Authorization"] = f"Bearer {token}"
 
     def update_call(self, name: str, y_true: Any, y_pred: Any, sample_weight: Any,
-                    values: Any, epoch: int | None, slice: str | int | None, slices: Any,
+                    values: Any, epoch: int | None, slice: SliceValue | None, slices: Any,
                     idempotency_key: str | None) -> Call[Json]:
         fields = {"y_true": y_true, "y_pred": y_pred, "values": values,
                   "sample_weight": sample_weight}
@@ -83,9 +83,11 @@ class TallyClient:
     def create(self, name: str, metric: str | None = None,
                config: Mapping[str, Any] | None = None, *,
                metrics: list[Mapping[str, Any]] | None = None,
-               window: Mapping[str, Any] | None = None, slices: Mapping[str, Any] | None = None,
+               window: Mapping[str, Any] | None = None,
+               slices: int | Mapping[str, Any] | None = None,
                ttl_seconds: int | None = None) -> Json:
-        """Create (or find, with an equal config) a session; its document."""
+        """Create (or find, with an equal config) a session; its document. `slices=M`: keep
+        a result per slice value too, at most M distinct values (part of the identity)."""
         return self._run(_core.create(name, metric, config, metrics=metrics, window=window,
                                       slices=slices, ttl_seconds=ttl_seconds))
 
@@ -113,27 +115,35 @@ class TallyClient:
     # -- metric calls --
     def update(self, name: str, y_true: Any = None, y_pred: Any = None,
                sample_weight: Any = None, *, values: Any = None, epoch: int | None = None,
-               slice: str | int | None = None, slices: Any = None,
+               slice: SliceValue | None = None, slices: Any = None,
                idempotency_key: str | None = None) -> Json:
-        """`update_state` with one batch: `{"epoch", "samples"}`. Carries an Idempotency-Key
-        (a new uuid4 unless given), the same on every retry."""
+        """`update_state` with one batch: `{"epoch", "samples"}`. `slice`: the slice value
+        of the whole batch; `slices`: a value per sample (strings or integers), not both.
+        Carries an Idempotency-Key (a new uuid4 unless given), the same on every retry."""
         return self._run(self.options.update_call(name, y_true, y_pred, sample_weight, values,
                                                   epoch, slice, slices, idempotency_key))
 
     def merge(self, name: str, variables: Mapping[str, Any], *, epoch: int | None = None,
-              idempotency_key: str | None = None) -> Json:
-        return self._run(_core.merge(name, variables, epoch=epoch,
+              slice: SliceValue | None = None, idempotency_key: str | None = None) -> Json:
+        """Add pre-aggregated variables; with `slice`, to that slice and the overall."""
+        return self._run(_core.merge(name, variables, epoch=epoch, slice=slice,
                                      idempotency_key=idempotency_key))
 
     def result(self, name: str, *, window: float | None = None,
-               slice: str | int | None = None) -> Json:
+               slice: SliceValue | None = None) -> Json:
+        """`{"name", "epoch", "result"}`; with `window` (seconds) that window's result
+        (`"window_seconds"`), with `slice` that slice's (`"slice"`; `NotFound` when the
+        epoch has not seen it)."""
         return self._run(_core.result(name, window=window, slice=slice))
 
     def slices(self, name: str) -> Json:
+        """`{"name", "epoch", "slices": {"<value>": <result>, ...}}` (values as strings)."""
         return self._run(_core.slices(name))
 
-    def variables(self, name: str) -> Json:
-        return self._run(_core.variables(name))
+    def variables(self, name: str, *, slice: SliceValue | None = None) -> Json:
+        """`{"name", "epoch", "variables"}`: the overall state's, or with `slice` that
+        slice's (`"slice"` too)."""
+        return self._run(_core.variables(name, slice=slice))
 
     def reset(self, name: str, *, epoch: int | None = None) -> Json:
         return self._run(_core.reset(name, epoch=epoch))
@@ -190,7 +200,7 @@ class AsyncTallyClient:
                      config: Mapping[str, Any] | None = None, *,
                      metrics: list[Mapping[str, Any]] | None = None,
                      window: Mapping[str, Any] | None = None,
-                     slices: Mapping[str, Any] | None = None,
+                     slices: int | Mapping[str, Any] | None = None,
                      ttl_seconds: int | None = None) -> Json:
         return await self._run(_core.create(name, metric, config, metrics=metrics,
                                             window=window, slices=slices,
@@ -219,25 +229,26 @@ class AsyncTallyClient:
 
     async def update(self, name: str, y_true: Any = None, y_pred: Any = None,
                      sample_weight: Any = None, *, values: Any = None,
-                     epoch: int | None = None, slice: str | int | None = None,
+                     epoch: int | None = None, slice: SliceValue | None = None,
                      slices: Any = None, idempotency_key: str | None = None) -> Json:
         return await self._run(self.options.update_call(
             name, y_true, y_pred, sample_weight, values, epoch, slice, slices, idempotency_key))
 
     async def merge(self, name: str, variables: Mapping[str, Any], *, epoch: int | None = None,
+                    slice: SliceValue | None = None,
                     idempotency_key: str | None = None) -> Json:
-        return await self._run(_core.merge(name, variables, epoch=epoch,
+        return await self._run(_core.merge(name, variables, epoch=epoch, slice=slice,
                                            idempotency_key=idempotency_key))
 
     async def result(self, name: str, *, window: float | None = None,
-                     slice: str | int | None = None) -> Json:
+                     slice: SliceValue | None = None) -> Json:
         return await self._run(_core.result(name, window=window, slice=slice))
 
     async def slices(self, name: str) -> Json:
         return await self._run(_core.slices(name))
 
-    async def variables(self, name: str) -> Json:
-        return await self._run(_core.variables(name))
+    async def variables(self, name: str, *, slice: SliceValue | None = None) -> Json:
+        return await self._run(_core.variables(name, slice=slice))
 
     async def reset(self, name: str, *, epoch: int | None = None) -> Json:
         return await self._run(_core.reset(name, epoch=epoch))

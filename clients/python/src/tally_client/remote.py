@@ -4,6 +4,14 @@
     auc = keras.metrics.AUC(num_thresholds=200)                       # before
     auc = RemoteMetric("run42.val.auc", "AUC", {"num_thresholds": 200},
                        url="http://tally:8000")                       # after
+
+Slices (one result per segment of the samples, as if a Keras metric were kept per segment):
+
+    auc = RemoteMetric("run42.val.auc", "AUC", url=..., slices=1000)
+    auc.update_state(y_true, y_pred, slices=countries)   # a value per sample
+    auc.result()                  # over every sample
+    auc.result(slice="fr")        # over the samples of "fr" only
+    auc.slice_results()           # {"fr": ..., "de": ..., ...}
 """
 
 from __future__ import annotations
@@ -16,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from tally_client._core import as_array, new_idempotency_key
+from tally_client._core import (
+    SliceValue,
+    as_array,
+    new_idempotency_key,
+    slice_array,
+    slice_value,
+)
 from tally_client.background import BackgroundSender, ErrorCallback
 from tally_client.client import DEFAULT_TIMEOUT, TallyClient
 from tally_client.retry import RetryPolicy
@@ -123,7 +137,8 @@ class RemoteMetric:
                  url: str | None = None, token: str | None = None,
                  client: TallyClient | None = None, timeout: float = DEFAULT_TIMEOUT,
                  retries: RetryPolicy | int | None = None, transport: Any = None,
-                 ttl_seconds: int | None = None, background: bool = False,
+                 ttl_seconds: int | None = None, slices: int | Mapping[str, Any] | None = None,
+                 background: bool = False,
                  queue_size: int = 1000, block_seconds: float = 1.0,
                  on_error: ErrorCallback | None = None) -> None:
         if client is None and url is None:
@@ -131,6 +146,8 @@ class RemoteMetric:
         self.name = name
         self.metric, self.config = _metric_spec(metric, config)
         self.ttl_seconds = ttl_seconds
+        self.slices = slices
+        """The most distinct slice values (create's `slices`), or None: no slices."""
         self._owns_client = client is None
         self.client = client or TallyClient(str(url), token, timeout=timeout,
                                             transport=transport, retries=retries)
@@ -152,6 +169,7 @@ class RemoteMetric:
         with self._lock:
             if self._document is None:
                 self._document = self.client.create(self.name, self.metric, self.config,
+                                                    slices=self.slices,
                                                     ttl_seconds=self.ttl_seconds)
                 self._inputs = self._inputs_of(self._document["metric"])
                 self.epoch = self._document.get("epoch")
@@ -170,13 +188,23 @@ class RemoteMetric:
         return self._inputs
 
     # -- Keras metric API --
-    def update_state(self, *args: Any, sample_weight: Any = None, **named: Any) -> None:
+    def update_state(self, *args: Any, sample_weight: Any = None,
+                     slice: SliceValue | None = None, slices: Any = None,
+                     **named: Any) -> None:
         """`update_state(y_true, y_pred, sample_weight=None)`, or `(values, sample_weight=None)`
-        for Mean/Sum-style metrics. Inputs are anything `np.asarray` converts. In background
-        mode even inputs that do not convert are reported to `on_error`, not raised."""
+        for Mean/Sum-style metrics. Inputs are anything `np.asarray` converts. On a session
+        created with `slices=`, `slice="fr"` puts the whole batch in one slice and
+        `slices=[...]` gives each sample its slice (strings or integers, along the first
+        axis); the overall result counts every sample either way. In background mode even
+        inputs that do not convert are reported to `on_error`, not raised."""
         what = f"update of {self.name}"
         try:
             arrays, named_arrays, weight = _copied_inputs(args, named, sample_weight)
+            if slice is not None and slices is not None:
+                raise ValueError("give 'slice' (one value for the whole batch) or 'slices' "
+                                 "(a value per sample), not both")
+            slice = slice_value(slice)
+            per_sample = None if slices is None else slice_array(slices)
         except (TypeError, ValueError) as exc:
             if self.sender is None:
                 raise
@@ -186,7 +214,8 @@ class RemoteMetric:
 
         def send() -> None:
             fields = self._fields(arrays, named_arrays, weight)
-            self.epoch = self.client.update(self.name, idempotency_key=key, **fields)["epoch"]
+            self.epoch = self.client.update(self.name, idempotency_key=key, slice=slice,
+                                            slices=per_sample, **fields)["epoch"]
 
         self._do(what, send)
 
@@ -210,9 +239,10 @@ class RemoteMetric:
         self.update_state(*args, sample_weight=sample_weight, **named)
         return self.result()
 
-    def merge_state(self, metrics: Any) -> None:
+    def merge_state(self, metrics: Any, *, slice: SliceValue | None = None) -> None:
         """Add other metrics' state: RemoteMetrics, Keras metrics, or dicts of variable
-        name -> value (one item or a list of them; one atomic merge per item)."""
+        name -> value (one item or a list of them; one atomic merge per item). With `slice`,
+        the state is added to that slice and to the overall state."""
         items = metrics if isinstance(metrics, (list, tuple)) else [metrics]
         for item in items:
             variables = _variables_of(item)
@@ -220,24 +250,39 @@ class RemoteMetric:
 
             def send(variables: dict[str, Any] = variables, key: str = key) -> None:
                 self.document  # noqa: B018 - create the session first
-                self.epoch = self.client.merge(self.name, variables,
+                self.epoch = self.client.merge(self.name, variables, slice=slice,
                                                idempotency_key=key)["epoch"]
 
             self._do(f"merge into {self.name}", send)
 
-    def result(self) -> Any:
-        """The shared result: a float, or a float32 array when Keras' result is a tensor."""
+    def result(self, slice: SliceValue | None = None) -> Any:
+        """The shared result: a float, or a float32 array when Keras' result is a tensor (a
+        dict of those for a collection). With `slice`, the result over that slice's samples
+        only (`NotFound` when the epoch has not seen the value)."""
         self.flush()
         self.document  # noqa: B018
-        answer = self.client.result(self.name)
+        answer = self.client.result(self.name, slice=slice)
         self.epoch = answer.get("epoch", self.epoch)
         return keras_result(answer["result"])
 
-    @property
-    def variables(self) -> list[RemoteVariable]:
+    def slice_results(self) -> dict[str, Any]:
+        """Every slice's result in the current epoch, keyed by slice value (integers as
+        their decimal strings, as the service keys them), converted as `result()` is."""
         self.flush()
         self.document  # noqa: B018
-        answer = self.client.variables(self.name)
+        answer = self.client.slices(self.name)
+        self.epoch = answer.get("epoch", self.epoch)
+        return {value: keras_result(result) for value, result in answer["slices"].items()}
+
+    @property
+    def variables(self) -> list[RemoteVariable]:
+        return self.slice_variables(None)
+
+    def slice_variables(self, slice: SliceValue | None) -> list[RemoteVariable]:
+        """The variables of one slice's state (of the overall state for None)."""
+        self.flush()
+        self.document  # noqa: B018
+        answer = self.client.variables(self.name, slice=slice)
         self.epoch = answer.get("epoch", self.epoch)
         return [RemoteVariable.from_document(v) for v in answer["variables"]]
 
@@ -255,7 +300,8 @@ class RemoteMetric:
         return self.client.config(self.name)
 
     def history(self) -> list[dict[str, Any]]:
-        """The closed epochs, oldest first: `[{"epoch", "result", "closed_at"}, ...]`."""
+        """The closed epochs, oldest first: `[{"epoch", "result", "closed_at"}, ...]`, with
+        `"slices": {value: result}` too on a session with slices."""
         self.document  # noqa: B018
         return list(self.client.history(self.name)["epochs"])
 
