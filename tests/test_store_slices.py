@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
+from app.store import redis as redis_store
 from app.store.base import (
     Applied,
     Batch,
@@ -146,3 +148,48 @@ async def test_any_valid_value_is_a_hash_field(store, value):
     await store.create(meta())
     await store.apply("sliced", [batch({0: 1.0}, **{value: {0: 1.0}})])
     assert await slice_sums(store, "sliced", value) == {value: {0: 1.0}}
+
+
+def dense_batch(rng: np.random.Generator, size: int, values: list[str]) -> Batch:
+    """A batch touching `size` sums overall and in each slice (large: above
+    WHOLE_STATE_ELEMENTS together, Redis adds it in numpy and writes it back whole)."""
+    def runs() -> Runs:
+        return Runs(np.array([0]), np.array([size]), rng.integers(0, 5, size).astype(float))
+    return Batch(sums=runs(), samples=size,
+                 slices=[SliceRuns(value, runs()) for value in values], stride=(size, 0))
+
+
+async def test_large_sliced_batches_are_written_whole_with_the_same_outcome(store,
+                                                                           monkeypatch):
+    """The whole-state path (Redis, above 131,072 elements) slots new values as the script
+    would, refuses past the limit, and races small batches without losing one."""
+    wholes = []
+    original = redis_store._added_slices
+    monkeypatch.setattr(redis_store, "_added_slices",
+                        lambda *args: wholes.append(1) or original(*args))
+    size = 50_000
+    await store.create(meta(slices=3))
+    rng = np.random.default_rng(4)
+    first, second = dense_batch(rng, size, ["a", "b"]), dense_batch(rng, size, ["b", "c"])
+    small = Batch(sums=Runs.from_dict({7: 1.0}), samples=1, stride=(size, 0),
+                  slices=[SliceRuns("a", Runs.from_dict({7: 1.0}))])
+    outs = await asyncio.gather(store.apply("sliced", [first]), store.apply("sliced", [small]),
+                                store.apply("sliced", [second]))
+    assert [out for (out,) in outs] == [Applied(0, size), Applied(0, 1), Applied(0, size)]
+    expected_overall = first.sums.values + second.sums.values
+    expected_overall[7] += 1.0
+    state = (await store.read("sliced")).state
+    np.testing.assert_array_equal(state.sums, expected_overall)
+    found = (await store.read_slices("sliced")).states
+    assert list(found) == ["a", "b", "c"]
+    a = first.slices[0].sums.values.copy()
+    a[7] += 1.0
+    np.testing.assert_array_equal(found["a"].sums, a)
+    np.testing.assert_array_equal(found["b"].sums,
+                                  first.slices[1].sums.values + second.slices[0].sums.values)
+    np.testing.assert_array_equal(found["c"].sums, second.slices[1].sums.values)
+    (refused,) = await store.apply("sliced", [dense_batch(rng, size, ["d", "a"])])
+    assert isinstance(refused, TooManySlices) and "['d']" in refused.detail
+    np.testing.assert_array_equal((await store.read("sliced")).state.sums, expected_overall)
+    if isinstance(store, RedisStore):  # both large batches went whole
+        assert len(wholes) >= 2

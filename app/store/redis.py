@@ -45,6 +45,7 @@ from app.store.base import (
     Page,
     SessionMeta,
     SessionNotFound,
+    SliceRuns,
     Slices,
     Snapshot,
     StaleSession,
@@ -225,9 +226,23 @@ def _closed_from(epoch: int, entry: bytes) -> ClosedEpoch:
 
 
 def _worth_whole(batch: Batch) -> bool:
-    """A large batch of sums only (extremes, a plugin's, and slices always travel as runs)."""
-    return batch.sums.size > WHOLE_STATE_ELEMENTS and not len(batch.maxes) \
-        and not len(batch.mins) and not batch.slices
+    """A large batch of sums only (extremes, a plugin's, always travel as runs), its slices'
+    counted in."""
+    parts: list[Batch | SliceRuns] = [batch, *batch.slices]
+    return sum(part.sums.size for part in parts) > WHOLE_STATE_ELEMENTS \
+        and not any(len(part.maxes) or len(part.mins) for part in parts)
+
+
+def _added_slices(stored: bytes, batch: Batch, slots: dict[str, int]) -> bytes:
+    """The slices' packed sums after adding each slice's runs at its slot's offset."""
+    old = np.frombuffer(stored, "<f8", count=len(stored) // 8)
+    stride = batch.stride[0]
+    size = max([old.size] + [(slots[part.value] + 1) * stride for part in batch.slices])
+    new = np.zeros(size)
+    new[:old.size] = old
+    for part in batch.slices:
+        new[slots[part.value] * stride + part.sums.indices()] += part.sums.values
+    return new.astype("<f8").tobytes()
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -400,10 +415,17 @@ class RedisStore:
     async def _apply_whole(self, name: str, batch: Batch) -> Applied | TallyError | None:
         """Read the sums, add the batch in numpy, and write them back in the apply script,
         which checks every precondition as always plus that no write came in between (the
-        state version). After a few such races (a hot session) None: use the runs."""
+        state version). After a few such races (a hot session) None: use the runs.
+
+        A sliced batch also reads the slices' slots and sums: its new values get their
+        slots here (in the order the script would give them; the version check makes the
+        slots read still true when the write lands), and the slices' sums are written whole
+        too."""
+        sliced = bool(batch.slices)
         for _ in range(WHOLE_STATE_ATTEMPTS):
-            found = await self._run("read", name, key_list=[
-                keys.meta(name), keys.state(name), keys.extremes(name)])
+            found = await self._run("read", name, ["slices" if sliced else ""], key_list=[
+                keys.meta(name), keys.state(name), keys.extremes(name),
+                keys.slice_slots(name), keys.slice_sums(name)])
             if not found:
                 return SessionNotFound(name)
             stored = _pairs(found[0])
@@ -412,7 +434,18 @@ class RedisStore:
             version = int(stored.get("v") or 0)
             whole = await asyncio.to_thread(_added, found[1], batch.sums)
             header = _header(batch, 0, whole_version=version)
-            args = [*self._apply_head(name, orjson.dumps([header])), b"", whole]
+            slices = b""
+            if sliced:
+                slots = {value: int(slot) for value, slot in _pairs(found[3]).items()}
+                new = [part.value for part in batch.slices if part.value not in slots]
+                limit = int(stored.get("sm") or 0)
+                if len(slots) + len(new) > limit:
+                    return TooManySlices(name, limit, len(slots), new)
+                slots.update({value: len(slots) + i for i, value in enumerate(new)})
+                slices = await asyncio.to_thread(_added_slices, found[4], batch, slots)
+                del header["s"]  # the script admits nothing: the slots go as they are
+                header["ns"] = [[value, slots[value]] for value in new]
+            args = [*self._apply_head(name, orjson.dumps([header])), slices, whole]
             (answer,) = await self._run("apply", name, args, writes=True)
             if _text(answer) == "missing":
                 return SessionNotFound(name)

@@ -14,7 +14,9 @@
 -- ARGV[6 + 2j], ARGV[7 + 2j] (batch j, from 0): its runs, packed '<BI4I4I4' each (kind 0
 --          sum, 1 max, 2 min; target 0 the session's state, t >= 1 the slice "s"[t]; start
 --          index; count), and their values, packed little-endian doubles; with "w", the whole
---          new sums string instead (the runs are empty).
+--          new sums string instead (the runs are empty, or with "ns" the slices' whole new
+--          sums string: "ns" lists [value, slot] of the slice values the batch brings,
+--          slotted by the service against the state of version "w").
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
 --          of a key's first answer, "K" key bound to another request, "E <epoch>" epoch
 --          precondition failed, "S" the session was re-created since the batch was computed,
@@ -172,6 +174,10 @@ local function land(i, b, slots)
   end
   if b.w then
     redis.call('SET', state, ARGV[7 + 2 * (i - 1)])
+    if b.ns then  -- a sliced whole-state batch: its new slots, and every slice's sums
+      for _, pair in ipairs(b.ns) do redis.call('HSET', slot_of, pair[1], pair[2]) end
+      redis.call('SET', slsum, ARGV[6 + 2 * (i - 1)])
+    end
   else
     apply_runs(ARGV[6 + 2 * (i - 1)], ARGV[7 + 2 * (i - 1)], b.r, bucket_key, slots, b.z)
     bucket_written = bucket_key ~= nil
