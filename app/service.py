@@ -35,7 +35,7 @@ from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.collection import COLLECTION, MetricCollection, build_collection
 from app.metrics.registry import REGISTRY, Registry
-from app.slicing import Slicing, check_aligned, groups, rows
+from app.slicing import Slicing, check_aligned, rows
 from app.store.base import (
     Applied,
     Batch,
@@ -313,8 +313,8 @@ class Sessions:
             raise InvalidInput(f"session {meta.name!r} was created without slices (create it "
                                "with \"slices\": {\"max\": M}), so an update cannot name "
                                "'slice' or 'slices'")
-        if slicing.per_sample is not None:
-            check_aligned(inputs, sample_weight, slicing.per_sample.size)
+        if slicing.codes is not None:
+            check_aligned(inputs, sample_weight, slicing.samples)
 
     def _add_slices(self, batch: Batch, metric: Metric, meta: SessionMeta,
                     delta: engine.Contribution, slicing: Slicing,
@@ -327,8 +327,7 @@ class Sessions:
             batch.slices = [SliceRuns(slicing.whole, delta.sum_runs, delta.max_runs,
                                       delta.min_runs)]
             return
-        assert slicing.per_sample is not None
-        parts = groups(slicing.per_sample)
+        parts = slicing.groups()
         limit = meta.slices or 0
         if len(parts) > limit:
             raise InvalidInput(f"this batch names {len(parts)} distinct slice values; session "

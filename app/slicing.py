@@ -30,18 +30,39 @@ EXPECTED = (f"a string of 1-{MAX_SLICE_CHARS} characters without control charact
 
 @dataclass(frozen=True)
 class Slicing:
-    """A batch's slice values: `whole` for the whole batch, else `per_sample` (one string per
-    sample along the first axis)."""
+    """A batch's slice values: `whole` for the whole batch, else per sample as the distinct
+    `values` (in order of first appearance) and each sample's index into them (`codes`).
+
+    Codes, not an array of strings: a JSON list of a million one-letter values with one long
+    value among them would otherwise become a million-row array as wide as the longest."""
 
     whole: str | None = None
-    per_sample: np.ndarray | None = None
+    values: tuple[str, ...] = ()
+    codes: np.ndarray | None = None
+
+    @property
+    def samples(self) -> int:
+        return 0 if self.codes is None else int(self.codes.size)
 
     def fingerprint_arrays(self) -> dict[str, np.ndarray]:
-        """What an Idempotency-Key's fingerprint includes of the slicing."""
+        """What an Idempotency-Key's fingerprint includes of the slicing (the same for a JSON
+        and an `.npz` encoding of the same values)."""
         if self.whole is not None:
             return {"slice": np.array(self.whole)}
-        assert self.per_sample is not None
-        return {"slices": self.per_sample}
+        assert self.codes is not None
+        return {"slices": self.codes.astype(np.int64),
+                "slices-values": np.array("\n".join(self.values))}
+
+    def groups(self) -> list[tuple[str, np.ndarray]]:
+        """Each distinct value with the positions of its samples, in order of first
+        appearance (one stable sort, not a scan per value)."""
+        assert self.codes is not None
+        counts = np.bincount(self.codes, minlength=len(self.values))
+        ends = np.cumsum(counts)
+        by_value = np.argsort(self.codes, kind="stable")
+        return [(value, by_value[end - count:end])
+                for value, count, end in zip(self.values, counts.tolist(), ends.tolist(),
+                                             strict=True)]
 
 
 def _checked(text: str, what: str) -> str:
@@ -59,54 +80,56 @@ def one_value(value: Any, what: str = "'slice'") -> str:
     return _checked(str(value), what)
 
 
-def per_sample_values(value: Any) -> np.ndarray:
+def per_sample(value: Any) -> Slicing:
     """`slices`: a JSON list of strings and integers, or a 1-d `.npz` array of integers or
-    text, as a 1-d array of strings (checked per distinct value)."""
+    text; each distinct value is checked once."""
     what = "'slices'"
     if isinstance(value, np.ndarray):
         if value.ndim != 1 or value.dtype.kind not in "iuU":
             raise InvalidInput(f"{what} in an .npz archive must be a 1-d array of integers or "
                                f"text (numpy dtype kind i, u or U); got shape "
                                f"{list(value.shape)}, dtype {value.dtype}")
-        array = value
-    else:
-        if not isinstance(value, list):
-            raise InvalidInput(f"{what} must be a list with one value per sample, each "
-                               f"{EXPECTED}; got {type(value).__name__}")
+        distinct, first, inverse = np.unique(value, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # distinct values by first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        texts = [str(v) for v in distinct[order].tolist()]
+        codes = rank[inverse.ravel()]
+    elif isinstance(value, list):
         kinds = set(map(type, value))
         if kinds - {str, int}:
             odd = sorted(k.__name__ for k in kinds - {str, int})
             raise InvalidInput(f"{what} must hold values that are each {EXPECTED}; got values "
                                f"of type {', '.join(odd)}")
-        array = np.array(value, dtype=str) if value else np.zeros(0, dtype="U1")
-    if array.dtype.kind in "iu":
-        array = array.astype(str)
-    for text in np.unique(array).tolist():
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(v if type(v) is str else str(v), len(index))
+                             for v in value), dtype=np.int64, count=len(value))
+        texts = list(index)
+    else:
+        raise InvalidInput(f"{what} must be a list with one value per sample, each "
+                           f"{EXPECTED}; got {type(value).__name__}")
+    for text in texts:
         _checked(text, f"each value of {what}")
-    return array
+    # Integers and their decimal strings are one slice: merge codes that now name one text.
+    merged = list(dict.fromkeys(texts))
+    if len(merged) < len(texts):
+        position = {text: i for i, text in enumerate(merged)}
+        codes = np.array([position[t] for t in texts], np.int64)[codes]
+        texts = merged
+    return Slicing(values=tuple(texts), codes=np.asarray(codes, np.int64))
 
 
 def from_fields(fields: dict[str, Any]) -> Slicing | None:
     """The slicing an update's body asks for (`slice` or `slices`, not both), or None."""
-    whole, per_sample = fields.pop("slice", None), fields.pop("slices", None)
-    if whole is not None and per_sample is not None:
+    whole, samples = fields.pop("slice", None), fields.pop("slices", None)
+    if whole is not None and samples is not None:
         raise InvalidInput("an update gives 'slice' (one value for the whole batch) or "
                            "'slices' (one per sample), not both")
     if whole is not None:
         return Slicing(whole=one_value(whole))
-    if per_sample is not None:
-        return Slicing(per_sample=per_sample_values(per_sample))
+    if samples is not None:
+        return per_sample(samples)
     return None
-
-
-def groups(values: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Each distinct value with the indices of its samples, in order of first appearance."""
-    distinct, first, inverse = np.unique(values, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    by_group = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse, minlength=distinct.size))
-    starts = bounds - np.bincount(inverse, minlength=distinct.size)
-    return [(str(distinct[g]), by_group[starts[g]:bounds[g]]) for g in order.tolist()]
 
 
 def rows(inputs: dict[str, np.ndarray], sample_weight: np.ndarray | None,

@@ -26,7 +26,7 @@ import redis
 
 from app.metrics.registry import REGISTRY
 from app.service import Sessions
-from app.slicing import Slicing
+from app.slicing import Slicing, per_sample
 from app.store.redis import RedisStore
 from tests.redis_servers import RedisProcess
 
@@ -54,14 +54,14 @@ def script_ms(client: redis.Redis) -> float:
 async def small_updates(sessions: Sessions, updates: int, repeat: int) -> list[str]:
     rng = np.random.default_rng(0)
     data = batch(rng, 256)
-    per_sample = Slicing(per_sample=rng.integers(0, 8, 256).astype(str))
+    eight = per_sample(rng.integers(0, 8, 256))
     whole = Slicing(whole="3")  # one of the eight
     await sessions.create("plain", "AUC", CONFIG, None)
     await sessions.create("sliced", "AUC", CONFIG, None, slices=8)
     best: dict[str, float] = {}
     for _ in range(repeat):
         for label, name, slicing in (("unsliced", "plain", None),
-                                     ("per-sample, 8 values", "sliced", per_sample),
+                                     ("per-sample, 8 values", "sliced", eight),
                                      ("whole batch", "sliced", whole)):
             cost = await cpu_of(lambda n=name, s=slicing: sessions.update(
                 n, data, None, None, None, s), updates)
@@ -74,7 +74,7 @@ async def small_updates(sessions: Sessions, updates: int, repeat: int) -> list[s
 async def largest(sessions: Sessions, client: redis.Redis) -> list[str]:
     rng = np.random.default_rng(1)
     data = batch(rng, 262_144)
-    labels = Slicing(per_sample=rng.integers(0, 1000, 262_144).astype(str))
+    labels = per_sample(rng.integers(0, 1000, 262_144))
     await sessions.create("big.plain", "AUC", CONFIG, None)
     await sessions.create("big.sliced", "AUC", CONFIG, None, slices=1000)
     out = []
