@@ -1,8 +1,8 @@
 """The dashboard (`GET /`): how it is served (in process), and what a person sees in a real
 headless Chromium on a real uvicorn: the page loads without a console error, a session created
 through the API appears in its group, an update changes the number shown, a reset adds a point
-to the chart, a token pasted into the page is used, errors show the problem's `detail`, and
-polling stops while the tab is hidden."""
+to the chart, a token pasted into the page is used, errors show the problem's `detail`,
+polling stops while the tab is hidden, and a sliced session lists each slice's result (as text)."""
 
 from __future__ import annotations
 
