@@ -1,8 +1,8 @@
 """The dashboard (`GET /`): how it is served (in process), and what a person sees in a real
 headless Chromium on a real uvicorn: the page loads without a console error, a session created
 through the API appears in its group, an update changes the number shown, a reset adds a point
-to the chart, a token pasted into the page is used, errors show the problem's `detail`, and
-polling stops while the tab is hidden."""
+to the chart, a token pasted into the page is used, errors show the problem's `detail`,
+polling stops while the tab is hidden, and a sliced session lists each slice's result (as text)."""
 
 from __future__ import annotations
 
@@ -279,3 +279,118 @@ def test_a_pasted_token_is_kept_in_the_tab_and_used(browser, guarded_server):
     browser.find_element("id", "token-forget").click()
     wait_for(browser, lambda d: status_of(d) == "error", "the 401 once the token is forgotten")
     assert browser.execute_script("return sessionStorage.getItem('tally.token')") is None
+
+
+# ---- slices ----------------------------------------------------------------------------------
+
+HTML_VALUE = "<img src=x onerror=alert(1)>"
+SLICED_BATCHES = [  # Precision per slice; the integers come last to check the server's order
+    {"y_true": [1, 1, 0, 1, 0, 1, 1, 0], "y_pred": [1, 1, 1, 1, 1, 1, 0, 0],
+     "slices": ["eu", "us", "eu", "eu", "us", HTML_VALUE, "us", "eu"]},
+    {"y_true": [0, 1, 1, 0, 1, 0, 0], "y_pred": [1, 1, 1, 0, 1, 1, 1],
+     "slices": ["us", "eu", 10, 10, 2, 2, "us"]},
+]
+
+
+def precision_by_slice(batches) -> list[list[str]]:
+    """Each slice value (in order of first appearance) with its precision, TP / (TP + FP) over
+    its samples (0 with no predicted positive, as Keras), printed as the page prints it."""
+    counts: dict[str, list[int]] = {}
+    for batch in batches:
+        for truth, predicted, value in zip(batch["y_true"], batch["y_pred"], batch["slices"],
+                                           strict=True):
+            positives = counts.setdefault(str(value), [0, 0])
+            if predicted:
+                positives[0 if truth else 1] += 1
+    return [[value, f"{tp / (tp + fp) if tp + fp else 0:.6g}"]
+            for value, (tp, fp) in counts.items()]
+
+
+def slice_rows(driver) -> list[list[str]]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#slices-rows tr')]"
+        ".map(tr => [...tr.cells].map(td => td.textContent))")
+
+
+def create_sliced(api, name: str, body: dict, most: int) -> None:
+    api.put(f"/v1/sessions/{name}", json={**body, "slices": {"max": most}}).raise_for_status()
+
+
+def open_view(driver, name: str) -> None:
+    driver.execute_script("location.hash = arguments[0]", f"#/s/{name}")
+    wait_for(driver, lambda d: shown(d, "#detail-name") == name, "the session view")
+
+
+def test_a_sliced_session_shows_each_slice_result_as_text(page, api):
+    name = "sliced.val.precision"
+    create_sliced(api, name, {"metric": "Precision"}, 100)
+    api.post(f"/v1/sessions/{name}/update", json=SLICED_BATCHES[0]).raise_for_status()
+    open_view(page, name)
+    first = precision_by_slice(SLICED_BATCHES[:1])
+    assert first == [["eu", "0.666667"], ["us", "0.5"], [HTML_VALUE, "1"]]
+    wait_for(page, lambda d: slice_rows(d) == first, "each slice's precision")
+    assert shown(page, "#slices-count") == "(3 of 100 slices)"
+    assert shown(page, "#slices-head") == "sliceresult"
+
+    api.post(f"/v1/sessions/{name}/update", json=SLICED_BATCHES[1]).raise_for_status()
+    both = precision_by_slice(SLICED_BATCHES)
+    assert both[:2] == [["eu", "0.75"], ["us", "0.25"]]  # changed by the second batch
+    assert [value for value, _ in both[3:]] == ["10", "2"]  # as they came, not as numbers
+    wait_for(page, lambda d: slice_rows(d) == both, "the slices after the second batch")
+    assert shown(page, "#slices-count") == "(5 of 100 slices)"
+
+    # The HTML in a slice value is text: no element made of it, no script run, no request.
+    assert page.execute_script("return document.querySelectorAll('img').length") == 0
+    assert page.execute_script(
+        "return [...document.querySelectorAll('#slices-rows td.slice')]"
+        ".some(td => td.textContent === arguments[0] && td.children.length === 0)", HTML_VALUE)
+    assert console_errors(page) == []
+
+
+def test_a_sliced_collection_has_a_column_per_member_and_a_filter(page, api):
+    name = "sliced.val.both"
+    create_sliced(api, name, {"metrics": [{"metric": "Precision"}, {"metric": "Recall"}]}, 4)
+    batch = {"y_true": [1, 1, 0, 1, 1, 0], "y_pred": [1, 0, 1, 1, 1, 0],
+             "slices": ["north", "north", "north", "south", "south", "east"]}
+    api.post(f"/v1/sessions/{name}/update", json=batch).raise_for_status()
+    open_view(page, name)
+    # By hand: north TP 1 FP 1 FN 1; south TP 2; east no positive at all.
+    expected = [["north", "0.5", "0.5"], ["south", "1", "1"], ["east", "0", "0"]]
+    wait_for(page, lambda d: slice_rows(d) == expected, "each slice's precision and recall")
+    assert page.execute_script(
+        "return [...document.querySelectorAll('#slices-head th')].map(th => th.textContent)"
+    ) == ["slice", "precision", "recall"]
+    assert shown(page, "#slices-count") == "(3 of 4 slices)"
+    page.find_element("id", "slices-filter").send_keys("TH")
+    wait_for(page, lambda d: slice_rows(d) == expected[:2], "the slices matching 'th'")
+    assert shown(page, "#slices-note") == "2 of 3 slices match."
+    assert console_errors(page) == []
+
+
+def test_many_slices_show_the_first_200_and_a_filter_finds_the_others(page, api):
+    name = "sliced.val.many"
+    create_sliced(api, name, {"metric": "Precision"}, 300)
+    values = [f"v{i}" for i in range(250)]
+    batch = {"y_true": [i % 2 for i in range(250)], "y_pred": [1] * 250, "slices": values}
+    api.post(f"/v1/sessions/{name}/update", json=batch).raise_for_status()
+    open_view(page, name)
+    wait_for(page, lambda d: shown(d, "#slices-count") == "(250 of 300 slices)", "the count")
+    rows = slice_rows(page)
+    assert [value for value, _ in rows] == values[:200]
+    assert all(result == ("1" if int(value[1:]) % 2 else "0") for value, result in rows)
+    assert shown(page, "#slices-note") == (
+        "Showing the first 200 of 250 slices: filter them to see others.")
+    page.find_element("id", "slices-filter").send_keys("v24")
+    wanted = ["v24", *(f"v24{i}" for i in range(10))]
+    wait_for(page, lambda d: [v for v, _ in slice_rows(d)] == wanted, "the slices matching v24")
+    assert console_errors(page) == []
+
+
+def test_an_unsliced_session_shows_no_slices_panel(page, api):
+    name = "unsliced.val.precision"
+    create(api, name)
+    open_view(page, name)
+    wait_for(page, lambda d: shown(d, "#detail-facts", "dd") == "Precision", "the facts")
+    assert page.execute_script("return document.getElementById('slices').hidden")
+    assert slice_rows(page) == []
+    assert console_errors(page) == []

@@ -1,6 +1,7 @@
 // The Tally dashboard: plain JavaScript, no build step, no library, nothing from elsewhere.
 // It polls the paged listing (GET /v1/sessions, following next_cursor) and, for the session
-// that is open, its document, variables and history. Polling stops while the tab is hidden.
+// that is open, its document, variables and history (and, when it is sliced, each slice's
+// result). Polling stops while the tab is hidden.
 "use strict";
 
 (() => {
@@ -8,6 +9,7 @@
   const PAGE_LIMIT = 500;           // sessions per listing request
   const MAX_SHOWN = 5000;           // past this, the page asks for a narrower prefix
   const MAX_SERIES = 8;             // lines drawn for a tensor or collection result
+  const MAX_SLICE_ROWS = 200;       // slices shown at once (a session may have 1000)
   const TOKEN_KEY = "tally.token";  // sessionStorage: gone when the tab closes
   const SVG = "http://www.w3.org/2000/svg";
 
@@ -16,7 +18,7 @@
     listed: false,         // whether a listing has been seen since the page (or prefix) opened
     openedAt: Date.now(),
     selected: null,        // the name in the location hash (#/s/<name>)
-    detail: null,          // {name, doc, variables, history}
+    detail: null,          // {name, doc, variables, history, slices}
     collapsed: new Set(),  // group paths folded by the person
     rendered: null,        // the listing the tree shows (names, epochs, results)
     timer: null,
@@ -94,8 +96,9 @@
     }
   }
 
-  /** GET a /v1 path; a non-2xx answer throws its problem+json `detail`. */
-  async function api(path) {
+  /** GET a /v1 path; a non-2xx answer throws its problem+json `detail`. With `withText`, the
+   *  answer is {body, text}: the text keeps the order of an object's keys (see `sliceOrder`). */
+  async function api(path, withText = false) {
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
@@ -105,12 +108,37 @@
     } catch (error) {
       throw new ApiError(0, `cannot reach the Tally service (${error.message})`);
     }
-    const body = await response.json().catch(() => null);
+    const text = await response.text().catch(() => "");
+    const body = parseJson(text);
     if (!response.ok) {
       const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
       throw new ApiError(response.status, `${response.status}: ${detail}`);
     }
-    return body;
+    return withText ? { body, text } : body;
+  }
+
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The slice values of a /slices answer in the order the server sent them (of arrival).
+   *  JSON.parse puts integer-like keys ("10", "2") first, in numeric order, and a slice value
+   *  may be an integer: so take the keys of the `slices` object (depth 2) from the text. */
+  function sliceOrder(text, slices) {
+    const keys = [];
+    let depth = 0;
+    for (const [token] of text.matchAll(/"(?:[^"\\]|\\.)*"(?:\s*:)?|[{}[\]]/g)) {
+      if (token === "{" || token === "[") depth += 1;
+      else if (token === "}" || token === "]") depth -= 1;
+      else if (depth === 2 && token.endsWith(":")) keys.push(JSON.parse(token.slice(0, -1)));
+    }
+    const known = Object.keys(slices);
+    const ordered = keys.length === known.length && keys.every((k) => Object.hasOwn(slices, k));
+    return ordered ? keys : known;
   }
 
   const sessionPath = (name, tail = "") => `/v1/sessions/${encodeURIComponent(name)}${tail}`;
@@ -283,7 +311,12 @@
     const history = previous && previous.doc.epoch === doc.epoch
       ? previous.history
       : await api(sessionPath(name, "/history"));
-    state.detail = { name, doc, variables, history };
+    let slices = null;  // {results: value -> result, order: [value, ...]} of a sliced session
+    if (doc.slices) {
+      const { body, text } = await api(sessionPath(name, "/slices"), true);
+      slices = { results: body.slices, order: sliceOrder(text, body.slices) };
+    }
+    state.detail = { name, doc, variables, history, slices };
   }
 
   function renderDetail() {
@@ -292,6 +325,7 @@
     if (state.selected === null) return;
     $("detail-name").textContent = state.selected;
     const detail = state.detail && state.detail.name === state.selected ? state.detail : null;
+    renderSlices(detail);
     if (!detail) return;
     const { doc, variables, history } = detail;
     renderFacts(doc, history);
@@ -326,6 +360,41 @@
         el("li", {}, `${m}: `, fullResult(v))));
     }
     return el("span", { class: "num result" }, formatNumber(result));
+  }
+
+  /** A sliced session's slices: value -> result (a column per member of a collection), in the
+   *  server's order, at most MAX_SLICE_ROWS of those the filter matches. */
+  function renderSlices(detail) {
+    const slices = detail ? detail.slices : null;
+    $("slices").hidden = !slices;
+    if (!slices) return;
+    const { doc } = detail;
+    const { results, order } = slices;
+    const members = doc.metrics ? Object.keys(doc.result || {}) : null;
+    $("slices-count").textContent = `(${order.length} of ${doc.slices.max} slices)`;
+    $("slices-head").replaceChildren(el("tr", {}, el("th", {}, "slice"),
+      ...(members || ["result"]).map((m) => el("th", { class: "num" }, m))));
+    const needle = $("slices-filter").value.trim().toLowerCase();
+    const matching = needle ? order.filter((v) => v.toLowerCase().includes(needle)) : order;
+    $("slices-rows").replaceChildren(...matching.slice(0, MAX_SLICE_ROWS).map((value) => {
+      const result = results[value];
+      const cells = members ? members.map((m) => (result ? result[m] : null)) : [result];
+      return el("tr", {}, el("td", { class: "slice" }, value),
+        ...cells.map((v) => el("td", { class: "num" }, compactResult(v))));
+    }));
+    const note = slicesNote(order.length, matching.length, needle);
+    $("slices-note").hidden = !note;
+    $("slices-note").textContent = note;
+  }
+
+  function slicesNote(total, matching, needle) {
+    if (!total) return "No slice yet in this epoch: an update naming a slice adds one.";
+    if (!matching) return `No slice value contains “${needle}”.`;
+    if (matching > MAX_SLICE_ROWS) {
+      return `Showing the first ${MAX_SLICE_ROWS} of ${matching}${needle ? " matching" : ""}`
+        + " slices: filter them to see others.";
+    }
+    return needle ? `${matching} of ${total} slices match.` : "";
   }
 
   function renderVariable(variable) {
@@ -554,7 +623,10 @@
     const match = /^#\/s\/(.+)$/.exec(location.hash);
     const opening = match !== null && state.selected === null;
     const selected = match ? decodeURIComponent(match[1]) : null;
-    if (selected !== state.selected) $("detail-error").hidden = true;
+    if (selected !== state.selected) {
+      $("detail-error").hidden = true;
+      $("slices-filter").value = "";
+    }
     state.selected = selected;
     if (!state.selected) state.detail = null;
     for (const row of document.querySelectorAll(".row.session")) {
@@ -599,6 +671,7 @@
   function start() {
     setUpToken();
     setUpPrefix();
+    $("slices-filter").addEventListener("input", () => renderDetail());
     document.addEventListener("visibilitychange", onVisibilityChange);
     window.addEventListener("hashchange", selectFromHash);
     // For tests and curious people: the poll count and a way to poll now.
