@@ -7,7 +7,8 @@ request, resets the process's peak-RSS counter (`/proc/<pid>/clear_refs`, Linux)
 and prints the peak resident memory above what the process held just before. The requests:
 updates and reads of the largest state (`MeanIoU` with as many classes as
 TALLY_MAX_STATE_ELEMENTS allows) with the largest batch (TALLY_MAX_BATCH_ELEMENTS), and the
-largest AUC batch as JSON and as `.npz`. Memory figures are not noisy the way times are.
+largest AUC batch as JSON and as `.npz`, and the largest sliced AUC batch. Memory figures
+are not noisy the way times are.
 """
 
 from __future__ import annotations
@@ -80,6 +81,32 @@ def main() -> None:
         measure(pid, f"AUC update: {pairs:,} samples, npz ({len(packed) / 1e6:.1f} MB)",
                 lambda: c.post(url + "/v1/sessions/auc/update", content=packed,
                                headers=npz_type))
+        sliced(c, url, pid, rng, settings)
+
+
+def sliced(c: httpx.Client, url: str, pid: int, rng: np.random.Generator,
+           settings: Settings) -> None:
+    """The largest sliced AUC batch (y_true, y_pred and a slice value per sample share the
+    batch limit), with 1000 slices: JSON with one 128-character value among short ones (a
+    text array would be as wide as that value for every sample), and npz integer codes."""
+    samples = settings.max_batch_elements // 3
+    c.put(url + "/v1/sessions/sliced", json={"metric": "AUC", "slices": {"max": 1000}})
+    y_true = rng.integers(0, 2, samples).astype(np.float32)
+    y_pred = rng.random(samples).astype(np.float32)
+    codes = rng.integers(0, 999, samples)
+    labels = [str(v) for v in codes.tolist()]
+    labels[0] = "x" * 128
+    body = orjson.dumps({"y_true": y_true.tolist(), "y_pred": y_pred.round(5).tolist(),
+                         "slices": labels})
+    measure(pid, f"AUC, 1000 slices: {samples:,} samples, JSON ({len(body) / 1e6:.1f} MB)",
+            lambda: c.post(url + "/v1/sessions/sliced/update", content=body,
+                           headers={"Content-Type": "application/json"}))
+    packed = npz(y_true=y_true, y_pred=y_pred, slices=codes)
+    measure(pid, f"AUC, 1000 slices: {samples:,} samples, npz ({len(packed) / 1e6:.1f} MB)",
+            lambda: c.post(url + "/v1/sessions/sliced/update", content=packed,
+                           headers={"Content-Type": "application/x-npz"}))
+    measure(pid, "GET slices of 1000 AUC slices",
+            lambda: c.get(url + "/v1/sessions/sliced/slices"))
 
 
 if __name__ == "__main__":
