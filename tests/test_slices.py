@@ -508,3 +508,27 @@ async def test_the_service_on_a_redis_cluster(redis_cluster):
         assert (await sessions.history("cl.auc"))["epochs"][0]["slices"] == found
     finally:
         await store.close()
+
+
+def test_an_npz_text_array_too_large_is_refused_before_decompressing(client):
+    """200,000 values of 128 characters are 102 MB as numpy text: 413 from the header."""
+    client.put("/v1/sessions/t", json={"metric": "Mean", "slices": {"max": 3}})
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, values=np.ones(200_000),
+                        slices=np.full(200_000, "x" * 128))
+    answer = client.post("/v1/sessions/t/update", content=buffer.getvalue(),
+                         headers={"Content-Type": "application/x-npz"})
+    assert answer.status_code == 413, answer.text
+    assert "integer codes" in answer.json()["detail"]
+    assert client.get("/v1/sessions/t/slices").json()["slices"] == {}
+
+
+def test_one_long_value_among_many_short_ones(client):
+    """Per-sample values are kept as codes: a long value among 100,000 short ones is fine."""
+    client.put("/v1/sessions/w", json={"metric": "Sum", "slices": {"max": 3}})
+    labels = ["a"] * 99_999 + ["y" * MAX_SLICE_CHARS]
+    answer = client.post("/v1/sessions/w/update",
+                         json={"values": [1.0] * 100_000, "slices": labels})
+    assert answer.status_code == 200, answer.text
+    assert client.get("/v1/sessions/w/slices").json()["slices"] == {"a": 99_999.0,
+                                                                    "y" * MAX_SLICE_CHARS: 1.0}
