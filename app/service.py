@@ -268,10 +268,9 @@ class Sessions:
                                             check_additive=bool(plugins))
                 for cls in plugins:
                     self._verified[cls] = self._verified.get(cls, 0) + 1
-                self._check_window_batch(meta, metric, delta)
+                self._check_first_layout(meta, metric, delta)
                 batch = _batch(delta)
                 if slicing is not None:
-                    self._check_slices_batch(meta, metric, delta)
                     self._add_slices(batch, metric, meta, delta, slicing, inputs,
                                      sample_weight)
             return batch
@@ -298,13 +297,6 @@ class Sessions:
                 f"a session with up to {slices} slices keeps ({slices} + 1) x {elements} state "
                 f"elements with this {what}, more than the {self.max_state_elements} allowed "
                 "(TALLY_MAX_STATE_ELEMENTS): allow fewer slices or use a smaller state")
-
-    def _check_slices_batch(self, meta: SessionMeta, metric: Metric,
-                            delta: engine.Contribution) -> None:
-        """A lazy metric's first batch fixes its state size: check the slices against it."""
-        if meta.slices is not None and delta.layout is not None and meta.layout is None:
-            self._check_slices_fit(meta.slices, metric.state_elements(),
-                                   "first batch's layout")
 
     @staticmethod
     def _check_sliceable(meta: SessionMeta, slicing: Slicing, inputs: dict[str, np.ndarray],
@@ -370,14 +362,17 @@ class Sessions:
                 f"state elements with this {what}, more than the {self.max_window_elements} "
                 "allowed (TALLY_MAX_WINDOW_ELEMENTS): use fewer buckets or a smaller state")
 
-    def _check_window_batch(self, meta: SessionMeta, metric: Metric,
+    def _check_first_layout(self, meta: SessionMeta, metric: Metric,
                             delta: engine.Contribution) -> None:
-        """On a windowed session, a lazy metric's first batch fixes its state size: check the
-        window against it then (nothing is applied when refused)."""
-        if meta.window is None or delta.layout is None or meta.layout is not None:
+        """A lazy metric's first batch fixes its state size: check the session's window and
+        slices against it then (nothing is applied when refused)."""
+        if delta.layout is None or meta.layout is not None:
             return
-        self._check_window_fits(meta.window, metric, metric.state_elements(),
-                                "first batch's layout")
+        what = "first batch's layout"
+        if meta.window is not None:
+            self._check_window_fits(meta.window, metric, metric.state_elements(), what)
+        if meta.slices is not None:
+            self._check_slices_fit(meta.slices, metric.state_elements(), what)
 
     def _unverified_plugins(self, meta: SessionMeta, metric: Metric) -> list[type]:
         """The plugin classes (the metric's, or a collection's members') whose first batches
@@ -396,7 +391,7 @@ class Sessions:
         def batch_for(meta: SessionMeta) -> Batch:
             with self.metrics.borrow(meta.metric, meta.args) as metric:
                 delta = engine.merge_contribution(metric, variables, meta.layout)
-                self._check_window_batch(meta, metric, delta)
+                self._check_first_layout(meta, metric, delta)
                 batch = _batch(delta)
                 if slice_value is not None:
                     whole = Slicing(whole=slice_value)
