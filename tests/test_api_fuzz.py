@@ -24,7 +24,8 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3))
 nested = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4), max_leaves=12)
 bodies = st.dictionaries(st.sampled_from(["y_true", "y_pred", "values", "sample_weight",
-                                          "epoch", "extra"]), nested, max_size=4)
+                                          "epoch", "extra", "slice", "slices"]), nested,
+                         max_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +34,23 @@ def client():
         c.put("/v1/sessions/p", json={"metric": "Precision", "config": {"thresholds": [0.5]}})
         c.put("/v1/sessions/m", json={"metric": "Mean"})
         c.put("/v1/sessions/c", json={"metric": "SparseCategoricalCrossentropy"})
+        c.put("/v1/sessions/s", json={"metric": "Mean", "slices": {"max": 3}})
         yield c
 
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["p", "m", "c"]), body=bodies)
+@given(name=st.sampled_from(["p", "m", "c", "s"]), body=bodies)
 def test_any_json_body_gets_a_clean_answer(client, name, body):
     before = client.get(f"/v1/sessions/{name}/variables").json()
+    slices_before = client.get(f"/v1/sessions/{name}/slices").json()
     r = client.post(f"/v1/sessions/{name}/update", content=json.dumps(body),
                     headers={"Content-Type": "application/json"})
     assert r.status_code in (200, 400, 409, 422), r.text
     if r.status_code != 200:
         assert r.json()["detail"]
         assert client.get(f"/v1/sessions/{name}/variables").json() == before
+        assert client.get(f"/v1/sessions/{name}/slices").json() == slices_before
 
 
 @settings(max_examples=100, deadline=None,
@@ -70,7 +74,7 @@ values = st.recursive(st.one_of(numbers, texts),
                                               st.dictionaries(texts, inner, max_size=3)),
                       max_leaves=24)
 fields = st.sampled_from(["y_true", "y_pred", "values", "sample_weight", "epoch", "variables",
-                          "metric", "config", "ttl_seconds", "x"])
+                          "metric", "config", "ttl_seconds", "x", "slice", "slices", "window"])
 objects = st.one_of(
     st.dictionaries(fields, values, max_size=4),
     # near-valid batches, some over the element limit
@@ -94,6 +98,8 @@ ENDPOINTS = {"update-m": ("POST", "/v1/sessions/m/update"),
              "update-p": ("POST", "/v1/sessions/p/update"),
              "merge-m": ("POST", "/v1/sessions/m/merge"),
              "merge-p": ("POST", "/v1/sessions/p/merge"),
+             "update-s": ("POST", "/v1/sessions/s/update"),
+             "merge-s": ("POST", "/v1/sessions/s/merge"),
              "reset": ("POST", "/v1/sessions/r/reset"),
              "create": ("PUT", "/v1/sessions/fz")}
 
@@ -105,14 +111,16 @@ def limited():
         c.put("/v1/sessions/p", json={"metric": "Precision"})
         c.put("/v1/sessions/m", json={"metric": "Mean"})
         c.put("/v1/sessions/r", json={"metric": "Mean"})
+        c.put("/v1/sessions/s", json={"metric": "Mean", "slices": {"max": 2}})
         c.post("/v1/sessions/p/update", json={"y_true": [1, 0], "y_pred": [0.9, 0.8]})
+        c.post("/v1/sessions/s/update", json={"values": [1.0, 2.0], "slices": ["1", "a"]})
         yield c
 
 
 def _state(client):
     return [(client.get(f"/v1/sessions/{n}").json(), client.get(f"/v1/sessions/{n}/variables")
-             .json(), client.get(f"/v1/sessions/{n}/history").json()) for n in "pmr"] + [
-        client.get("/v1/sessions").json()]
+             .json(), client.get(f"/v1/sessions/{n}/history").json()) for n in "pmrs"] + [
+        client.get("/v1/sessions").json(), client.get("/v1/sessions/s/slices").json()]
 
 
 def _assert_clean(client, response, before):
@@ -146,7 +154,7 @@ def test_any_json_on_any_endpoint_gets_a_clean_answer(limited, endpoint, body, m
 
 
 NPZ_NAMES = ["y_true.npy", "y_pred.npy", "values.npy", "sample_weight.npy", "epoch.npy",
-             "slice.npy", "junk.npy", "values", "values.npy"]
+             "slice.npy", "slices.npy", "junk.npy", "values", "values.npy"]
 dtypes = st.one_of(hnp.boolean_dtypes(), hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(),
                    hnp.floating_dtypes(), hnp.complex_number_dtypes(),
                    hnp.unicode_string_dtypes(max_len=2), hnp.datetime64_dtypes())
@@ -158,7 +166,11 @@ float_vectors = st.integers(0, 2 * SMALL_LIMIT).flatmap(
 members = st.one_of(
     st.lists(st.tuples(st.sampled_from(NPZ_NAMES), npz_arrays), max_size=4),
     st.tuples(st.just("values.npy"), float_vectors).map(lambda m: [m]),  # Mean
-    float_vectors.map(lambda a: [("y_true.npy", a > 0.5), ("y_pred.npy", a)]))  # Precision
+    float_vectors.map(lambda a: [("y_true.npy", a > 0.5), ("y_pred.npy", a)]),  # Precision
+    float_vectors.flatmap(lambda a: hnp.arrays(  # Mean with a slice value per sample
+        st.sampled_from([np.dtype("int64"), np.dtype("<U2"), np.dtype("uint8")]),
+        st.sampled_from([a.size, a.size + 1])).map(
+        lambda labels: [("values.npy", a), ("slices.npy", labels)])))
 mutations = st.one_of(
     st.none(),
     st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(1, 255)),
@@ -198,7 +210,7 @@ def _mutate(raw, mutation):
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(path=st.sampled_from(["m", "p"]), members_=members,
+@given(path=st.sampled_from(["m", "p", "s"]), members_=members,
        compression=st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
        mutation=mutations, query=st.sampled_from(["", "?epoch=0", "?epoch=1"]))
 def test_any_npz_archive_gets_a_clean_answer(limited, path, members_, compression, mutation,
