@@ -61,6 +61,8 @@ PLUGIN_CHECKS = 3  # batches per plugin class and process checked to be pure inc
 #: Work above these sizes runs in a worker thread (below, the hop costs more than the work).
 OFFLOAD_BATCH_ELEMENTS = 16_384
 OFFLOAD_STATE_ELEMENTS = 65_536
+#: A batch with more per-sample slice values than this runs the metric once per value: offload.
+OFFLOAD_SLICE_VALUES = 8
 #: The longest time window (buckets x bucket seconds): a leap year.
 MAX_WINDOW_SECONDS = 366 * 24 * 3600
 WINDOW_FIELDS = ("bucket_seconds", "buckets")
@@ -251,7 +253,8 @@ class Sessions:
                      sample_weight: np.ndarray | None, epoch: int | None,
                      idempotency_key: str | None, slicing: Slicing | None = None) -> Applied:
         elements = sum(a.size for a in inputs.values())
-        heavy = elements > OFFLOAD_BATCH_ELEMENTS
+        heavy = elements > OFFLOAD_BATCH_ELEMENTS or (
+            slicing is not None and len(slicing.values) > OFFLOAD_SLICE_VALUES)
 
         def batch_for(meta: SessionMeta) -> Batch:
             with self.metrics.borrow(meta.metric, meta.args) as metric:
