@@ -196,7 +196,9 @@ async def update(name: str, request: Request, sessions: SessionsDep, settings: S
     payload = await codecs.array_payload(request, settings.max_body_bytes, limit)
     fields = payload.fields
     _only(fields, (*UPDATE_FIELDS, "sample_weight", "epoch", "slice", "slices"), "update")
-    slicing = from_fields(fields) if "slice" in fields or "slices" in fields else None
+    slicing = None
+    if "slice" in fields or "slices" in fields:  # a long JSON list is sorted out off the loop
+        slicing = await codecs.off_loop(payload.size, from_fields, fields)
     body_epoch = fields.pop("epoch", None)
     wanted = _epoch(body_epoch, "'epoch'") if body_epoch is not None else epoch
     if fields.get("sample_weight") is None:
