@@ -34,6 +34,9 @@ class SessionMeta:
     id: str = ""  # this incarnation of the name: a deleted and re-created session differs
     layout: dict[str, Any] | None = None  # a lazy metric's shapes, fixed by the first batch
     window: Window | None = None  # per-bucket contributions kept besides the epoch's state
+    #: The state's version: every applied batch and every reset bumps it (Redis: meta field
+    #: `v`), so with `id` and `epoch` it names the state's content (the result cache's key).
+    version: int = 0
 
 
 @dataclass(frozen=True)

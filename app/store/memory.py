@@ -182,6 +182,7 @@ class MemoryStore:
         if batch.layout is not None and meta.layout is None:
             meta.layout = json.loads(batch.layout)
         _apply_increments(session.state, batch)
+        meta.version += 1  # as apply.lua bumps `v`: the result cache's key changes
         if bucket is not None:
             _apply_increments(bucket, batch)
         answer = Applied(meta.epoch, batch.samples)
@@ -221,6 +222,7 @@ class MemoryStore:
         del session.history[:-self._history_limit]
         session.state = State()
         session.meta.epoch = epoch + 1
+        session.meta.version += 1  # as reset.lua bumps `v`
         self._touch(session)
         return copy.deepcopy(closed), _copy(session.meta)
 

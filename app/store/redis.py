@@ -90,6 +90,7 @@ def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
         id=raw.get("id", ""),
         layout=orjson.loads(raw["layout"]) if raw.get("layout") else None,
         window=Window(int(raw["wb"]), int(raw["wk"])) if raw.get("wb") else None,
+        version=int(raw.get("v") or 0),
     )
 
 
