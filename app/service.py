@@ -35,6 +35,7 @@ from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.collection import COLLECTION, MetricCollection, build_collection
 from app.metrics.registry import REGISTRY, Registry
+from app.result_cache import MISS, ResultCache
 from app.store.base import (
     Applied,
     Batch,
@@ -136,9 +137,9 @@ class Sessions:
         self.metrics = MetricPool(registry, metric_cache_bytes, max_state_elements)
         self._metas: OrderedDict[str, SessionMeta] = OrderedDict()
         self._verified: dict[type, int] = {}  # plugin class -> batches checked additive
-        #: The last result computed per session, with the state it came from: requests whose
-        #: reads the store coalesced share one State object, and so one result.
-        self._last_results: dict[str, tuple[State, Any]] = {}
+        #: Results by session incarnation, epoch and state version (result_cache.py): reads
+        #: and listings of unchanged sessions (and reads the store coalesced) skip the math.
+        self.results = ResultCache()
         self._threads = anyio.CapacityLimiter(worker_threads)
 
     async def _offload(self, heavy: bool, work: Callable[[], T]) -> T:
@@ -181,6 +182,15 @@ class Sessions:
     async def _result(self, meta: SessionMeta, state: State) -> Any:
         heavy = state.elements > OFFLOAD_STATE_ELEMENTS
         return await self._offload(heavy, lambda: self.result_of(meta, state))
+
+    async def _epoch_result(self, meta: SessionMeta, state: State) -> Any:
+        """The result of the epoch's state (never a window's: see result_cache.py), from the
+        cache when this state's was computed before."""
+        result = self.results.get(meta, state)
+        if result is MISS:
+            result = await self._result(meta, state)
+            self.results.put(meta, state, result)
+        return result
 
     async def snapshot(self, name: str) -> Snapshot:
         snap = await self.store.read(name)
@@ -235,7 +245,8 @@ class Sessions:
 
     async def get(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
-        return {**self.document(snap.meta), "result": await self._result(snap.meta, snap.state)}
+        return {**self.document(snap.meta),
+                "result": await self._epoch_result(snap.meta, snap.state)}
 
     async def update(self, name: str, inputs: dict[str, np.ndarray],
                      sample_weight: np.ndarray | None, epoch: int | None,
@@ -363,14 +374,7 @@ class Sessions:
         if window_seconds is not None:
             return await self._window_result(name, window_seconds)
         snap = await self.snapshot(name)
-        shared = self._last_results.get(name)
-        if shared is not None and shared[0] is snap.state:  # a reply shared by coalesced reads
-            result = shared[1]
-        else:
-            result = await self._result(snap.meta, snap.state)
-            self._last_results[name] = (snap.state, result)
-            if len(self._last_results) > 10000:
-                self._last_results.pop(next(iter(self._last_results)))
+        result = await self._epoch_result(snap.meta, snap.state)
         return {"name": name, "epoch": snap.meta.epoch, "result": result}
 
     async def _window_result(self, name: str, seconds: int) -> dict[str, Any]:
@@ -430,6 +434,7 @@ class Sessions:
 
     async def delete(self, name: str) -> None:
         self._metas.pop(name, None)
+        self.results.forget(name)
         if not await self.store.delete(name):
             raise SessionNotFound(name)
 
@@ -444,19 +449,23 @@ class Sessions:
                                      max_elements=self.max_state_elements)
 
         def results() -> list[dict[str, Any]]:
-            # One borrowed metric per distinct (class, arguments) on the page, not one per
-            # session: a page is often a thousand sessions of a few kinds.
+            # Cached results first (result_cache.py); for the others, one borrowed metric per
+            # distinct (class, arguments) on the page, not one per session: a page is often a
+            # thousand sessions of a few kinds.
             with ExitStack() as stack:
                 metrics: dict[bytes, Metric] = {}
                 out = []
                 for s in page.sessions:
-                    key = metric_key(s.meta.metric, s.meta.args)
-                    if key not in metrics:
-                        metrics[key] = stack.enter_context(
-                            self.metrics.borrow(s.meta.metric, s.meta.args))
+                    result = self.results.get(s.meta, s.state)
+                    if result is MISS:
+                        key = metric_key(s.meta.metric, s.meta.args)
+                        if key not in metrics:
+                            metrics[key] = stack.enter_context(
+                                self.metrics.borrow(s.meta.metric, s.meta.args))
+                        result = engine.result_json(metrics[key], s.state, s.meta.layout)
+                        self.results.put(s.meta, s.state, result)
                     out.append({"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
-                                "result": engine.result_json(metrics[key], s.state,
-                                                             s.meta.layout)})
+                                "result": result})
                 return out
 
         heavy = sum(s.state.elements for s in page.sessions) > OFFLOAD_STATE_ELEMENTS
