@@ -77,19 +77,23 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 
 
 def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
-    raw = {_text(k): _text(v) for k, v in flat.items()} if isinstance(flat, dict) \
-        else _pairs(flat)
+    """A meta from its hash (HGETALL, flat or as a dict). Fields stay bytes where int(),
+    float() and orjson take them as they are: a listing parses a thousand of these."""
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2],
+                                                            strict=True)
+    raw = {_text(k): v for k, v in pairs}
+    ttl, layout, wb = raw.get("ttl"), raw.get("layout"), raw.get("wb")
     return SessionMeta(
         name=name,
-        metric=raw["metric"],
+        metric=_text(raw["metric"]),
         args=orjson.loads(raw["args"]),
         config=orjson.loads(raw["config"]),
         epoch=int(raw["epoch"]),
         created_at=float(raw["created_at"]),
-        ttl_seconds=int(raw["ttl"]) if raw.get("ttl") else None,
-        id=raw.get("id", ""),
-        layout=orjson.loads(raw["layout"]) if raw.get("layout") else None,
-        window=Window(int(raw["wb"]), int(raw["wk"])) if raw.get("wb") else None,
+        ttl_seconds=int(ttl) if ttl else None,
+        id=_text(raw.get("id", "")),
+        layout=orjson.loads(layout) if layout else None,
+        window=Window(int(wb), int(raw["wk"])) if wb else None,
         version=int(raw.get("v") or 0),
     )
 
