@@ -76,12 +76,21 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+#: The meta fields a SessionMeta is built from, in the order read_many.lua returns them.
+META_FIELDS = ("metric", "args", "config", "epoch", "created_at", "ttl", "id", "layout", "wb",
+               "wk", "v")
+
+
 def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
-    """A meta from its hash (HGETALL, flat or as a dict). Fields stay bytes where int(),
-    float() and orjson take them as they are: a listing parses a thousand of these."""
+    """A meta from its hash (HGETALL, flat or as a dict)."""
     pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2],
                                                             strict=True)
-    raw = {_text(k): v for k, v in pairs}
+    return _meta_of(name, {_text(k): v for k, v in pairs})
+
+
+def _meta_of(name: str, raw: dict[str, Any]) -> SessionMeta:
+    """A meta from its fields by name (missing ones None or absent). Values stay bytes where
+    int(), float() and orjson take them as they are: a listing parses a thousand of these."""
     ttl, layout, wb = raw.get("ttl"), raw.get("layout"), raw.get("wb")
     return SessionMeta(
         name=name,
@@ -524,8 +533,10 @@ class RedisStore:
             return []
         key_list = [key for name in names
                     for key in (keys.meta(name), keys.state(name), keys.extremes(name))]
-        found = await self._run("read_many", names[0], [max_elements or 0], key_list=key_list)
-        return [Snapshot(_meta_from(name, entry[0]), state_from(entry[1], entry[2]))
+        found = await self._run("read_many", names[0], [max_elements or 0, *META_FIELDS],
+                                key_list=key_list)
+        return [Snapshot(_meta_of(name, dict(zip(META_FIELDS, entry[0], strict=True))),
+                         state_from(entry[1], entry[2]))
                 if entry else None for name, entry in zip(names, found, strict=False)]
 
     async def _read_each(self, names: builtins.list[str], max_elements: int | None

@@ -158,5 +158,7 @@ def state_from(sums: bytes | None, extremes: bytes | None) -> State:
     """Parse the two packed strings (as Redis keeps them) without a Python loop."""
     s = np.frombuffer(sums or b"", "<f8", count=len(sums or b"") // 8).astype(np.float64)
     raw = extremes or b""
+    if not raw:  # the usual case (only plugins keep extremes): a listing parses thousands
+        return State(s)
     e = np.frombuffer(raw, EXTREME, count=len(raw) // EXTREME.itemsize)
     return State(s, e["value"].astype(np.float64), e["set"].astype(bool))
