@@ -73,6 +73,8 @@ def expand(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, np.int64)
+    if starts.size == 1:  # one run (a small metric's whole state): no repeat/cumsum
+        return np.arange(int(starts[0]), int(starts[0]) + total)
     offsets = np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(starts, counts) + (np.arange(total) - offsets)
 
