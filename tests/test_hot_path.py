@@ -6,6 +6,8 @@ import numpy as np
 
 from app.metrics import engine
 from app.metrics.registry import REGISTRY
+from app.store.base import Batch
+from app.store.redis import RUN, _encode_runs
 from app.store.state import Runs, State, expand
 
 
@@ -35,3 +37,15 @@ def test_expand_one_run_and_many_runs():
     state = State()
     state.add(Runs(np.array([2]), np.array([2]), np.array([1.0, 2.0])))
     assert state.sums.tolist() == [0.0, 0.0, 1.0, 2.0]
+
+
+def test_one_run_of_sums_is_encoded_as_the_general_path_encodes_it():
+    one = Batch(Runs(np.array([7]), np.array([2]), np.array([3.0, 5.0])), samples=4)
+    heads = np.zeros(1, RUN)
+    heads["kind"], heads["start"], heads["count"] = 0, 7, 2
+    assert _encode_runs(one) == (heads.tobytes(), np.array([3.0, 5.0], "<f8").tobytes(), 1)
+    two = Batch(Runs(np.array([7]), np.array([1]), np.array([3.0])),
+                maxes=Runs(np.array([0]), np.array([1]), np.array([9.0])), samples=1)
+    heads = np.zeros(2, RUN)
+    heads["kind"], heads["start"], heads["count"] = [0, 1], [7, 0], [1, 1]
+    assert _encode_runs(two) == (heads.tobytes(), np.array([3.0, 9.0], "<f8").tobytes(), 2)

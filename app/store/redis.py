@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ T = TypeVar("T")
 SCRIPTS = ("create", "apply", "read", "read_many", "read_window", "reset", "compact", "history",
            "delete")
 RUN = np.dtype([("kind", "u1"), ("start", "<u4"), ("count", "<u4")])
+RUN_HEAD = struct.Struct("<BII")  # one RUN, packed the same way
 #: A batch whose runs cover more elements than this is added in numpy and written back whole
 #: (`_apply_whole`): the apply script's Lua loop costs Redis ~1 µs per element, and Redis runs
 #: one script at a time, so a million-element batch would stall every other client for seconds.
@@ -109,6 +111,11 @@ def _meta_of(name: str, raw: dict[str, Any]) -> SessionMeta:
 
 def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
     """A batch's runs as the apply script reads them: packed headers, packed values."""
+    if len(batch.sums) == 1 and not len(batch.maxes) and not len(batch.mins):
+        # The small-batch hot path (one run of sums, engine.py): 1 us instead of 5.
+        runs = batch.sums
+        head = RUN_HEAD.pack(KINDS["sums"], int(runs.starts[0]), int(runs.counts[0]))
+        return head, runs.values.astype("<f8", copy=False).tobytes(), 1
     parts = [(KINDS[kind], getattr(batch, kind)) for kind in KINDS]
     heads = np.zeros(sum(len(r) for _, r in parts), RUN)
     at = 0
@@ -363,6 +370,8 @@ class RedisStore:
             task.add_done_callback(self._committers.discard)
         else:
             group.extend(waiting)
+        if len(waiting) == 1:  # the usual call (one request's batch): no gather to build
+            return [await waiting[0][1]]
         return list(await asyncio.gather(*(future for _, future in waiting)))
 
     async def _apply_whole(self, name: str, batch: Batch) -> Applied | TallyError | None:
