@@ -10,6 +10,14 @@ needs the same layout and the very same state content (bytes compared, cheap for
 cached): the result is then the same by construction, even if a write path forgot to bump the
 version or a Redis failover lost writes and a later one reused a version number.
 
+A listing on Redis goes one step further (`Store.list`'s `known`): the store compares each
+session's id and version with the cached entry's meta in its read script and does not send
+the state when they are equal, so an unchanged session costs neither the transfer nor the
+parsing. That answer rests on the version alone: every write of a state bumps it (apply.lua,
+reset.lua); a failover that lost acknowledged-but-unreplicated writes and reused their
+version numbers is the one case it cannot tell (TALLY_REDIS_REPLICA_ACKS rules it out for
+acknowledged writes).
+
 One entry per session name (a new state replaces the old entry), least recently used first
 out, bounded by entries and by bytes. Windowed results (`?window=S`) are sums of buckets, not
 the epoch's state: they never go through this cache. Thread-safe: a listing computes results
@@ -44,6 +52,7 @@ class _Entry:
     content: tuple[bytes, bytes, bytes]
     result: Any
     cost: int
+    meta: SessionMeta  # the state's meta, as read with it (`known` for listings)
 
 
 def _content(state: State) -> tuple[bytes, bytes, bytes]:
@@ -84,7 +93,7 @@ class ResultCache:
         content = _content(state)
         state_bytes = sum(len(part) for part in content)
         entry = _Entry(meta.id, meta.epoch, meta.version, meta.layout, content, result,
-                       ENTRY_OVERHEAD + (1 + RESULT_FACTOR) * state_bytes)
+                       ENTRY_OVERHEAD + (1 + RESULT_FACTOR) * state_bytes, meta)
         with self._lock:
             old = self._entries.pop(meta.name, None)
             if old is not None:
@@ -95,6 +104,23 @@ class ResultCache:
                                      or self._bytes > self.max_bytes):
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= evicted.cost
+
+    def known(self, name: str) -> SessionMeta | None:
+        """The meta of the state whose result is cached for `name` (`Store.list`'s
+        `known`); nobody mutates a snapshot's meta."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry.meta
+
+    def get_unread(self, meta: SessionMeta) -> Any:
+        """The result for a session the store did not read because its id and version were
+        those of `meta` (from `known`): `MISS` if that entry was replaced or evicted since."""
+        entry = self._entries.get(meta.name)
+        if entry is None or entry.meta is not meta:
+            return MISS
+        with self._lock:
+            if meta.name in self._entries:
+                self._entries.move_to_end(meta.name)
+        return entry.result
 
     def forget(self, name: str) -> None:
         with self._lock:

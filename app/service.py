@@ -37,6 +37,7 @@ from app.metrics.collection import COLLECTION, MetricCollection, build_collectio
 from app.metrics.registry import REGISTRY, Registry
 from app.result_cache import MISS, ResultCache
 from app.store.base import (
+    UNREAD,
     Applied,
     Batch,
     ClosedEpoch,
@@ -446,7 +447,9 @@ class Sessions:
         if covered is None:
             return {"sessions": [], "next_cursor": None}
         page = await self.store.list(covered, after, limit,
-                                     max_elements=self.max_state_elements)
+                                     max_elements=self.max_state_elements,
+                                     known=self.results.known)
+        listed = await self._listed_results(page.sessions)
 
         def results() -> list[dict[str, Any]]:
             # Cached results first (result_cache.py); for the others, one borrowed metric per
@@ -455,8 +458,7 @@ class Sessions:
             with ExitStack() as stack:
                 metrics: dict[bytes, Metric] = {}
                 out = []
-                for s in page.sessions:
-                    result = self.results.get(s.meta, s.state)
+                for s, result in listed:
                     if result is MISS:
                         key = metric_key(s.meta.metric, s.meta.args)
                         if key not in metrics:
@@ -468,9 +470,28 @@ class Sessions:
                                 "result": result})
                 return out
 
-        heavy = sum(s.state.elements for s in page.sessions) > OFFLOAD_STATE_ELEMENTS
+        heavy = sum(s.state.elements for s, r in listed if r is MISS) > OFFLOAD_STATE_ELEMENTS
         return {"sessions": await self._offload(heavy, results),
                 "next_cursor": None if page.last is None else encode_cursor(page.last)}
+
+    async def _listed_results(self, snapshots: list[Snapshot]
+                              ) -> list[tuple[Snapshot, Any]]:
+        """Each listed session with its cached result, or MISS. A session the store did not
+        read (UNREAD: its cached result was current) whose entry was replaced or evicted
+        since is read now; one deleted meanwhile is left out."""
+        out = []
+        for snap in snapshots:
+            if snap.state is not UNREAD:
+                out.append((snap, self.results.get(snap.meta, snap.state)))
+                continue
+            result = self.results.get_unread(snap.meta)
+            if result is MISS:
+                fresh = await self.store.read(snap.meta.name)
+                if fresh is None:
+                    continue
+                snap, result = fresh, self.results.get(fresh.meta, fresh.state)
+            out.append((snap, result))
+        return out
 
     def catalogue(self) -> list[dict[str, Any]]:
         out = []

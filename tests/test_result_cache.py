@@ -82,8 +82,8 @@ async def test_a_recreated_session_with_the_same_state_is_not_served_the_old_res
                         None, None, None)
     again = await reader.store.read("c.x")
     assert again is not None and again.state.sums.tolist() == [1.0, 3.0]
-    assert (await reader.result("c.x"))["result"] == pytest.approx(1 / 3)
     assert await listed(reader, "c.") == {"c.x": pytest.approx(1 / 3)}
+    assert (await reader.result("c.x"))["result"] == pytest.approx(1 / 3)
 
 
 async def test_unchanged_sessions_are_not_computed_again(two_processes, monkeypatch):
@@ -185,3 +185,61 @@ def test_memory_store_batch_does_not_share_version_with_a_copy():
         return before.meta.version, after.meta.version
 
     assert asyncio.run(run()) == (0, 1)
+
+
+@pytest.fixture
+async def redis_pair(redis_server):
+    server = redis_server
+    server.client().flushall()
+    stores = [RedisStore.from_url(server.url), RedisStore.from_url(server.url)]
+    yield Sessions(stores[0]), Sessions(stores[1])
+    for store in stores:
+        await store.close()
+
+
+async def test_redis_listing_does_not_send_unchanged_states(redis_pair, monkeypatch):
+    """The read script answers 1 for a session whose id and version the cache holds: its
+    state is neither sent nor parsed; a session written since is read in full."""
+    import app.store.redis as redis_store
+
+    reader, writer = redis_pair
+    for i in range(3):
+        await writer.create(f"k.{i}", "Precision", None, None)
+        await update(writer, f"k.{i}", 1, i)
+    parsed: list[bytes] = []
+    real = redis_store.state_from
+
+    def counting(sums, extremes):
+        parsed.append(sums)
+        return real(sums, extremes)
+
+    monkeypatch.setattr(redis_store, "state_from", counting)
+    first = await listed(reader, "k.")
+    assert len(parsed) == 3
+    assert await listed(reader, "k.") == first
+    assert len(parsed) == 3
+    await update(writer, "k.1", 2, 0)  # tp 3, fp 1
+    assert await listed(reader, "k.") == {**first, "k.1": 0.75}
+    assert len(parsed) == 4
+
+
+async def test_a_listed_session_whose_cache_entry_went_meanwhile_is_read_again(redis_pair):
+    """Between the store's version check and the use of the cached result, the entry may be
+    evicted (or the session deleted): the listing reads it again (or leaves it out)."""
+    reader, writer = redis_pair
+    for name in ("m.a", "m.b"):
+        await writer.create(name, "Precision", None, None)
+        await update(writer, name, 1, 1)
+    assert await listed(reader, "m.") == {"m.a": 0.5, "m.b": 0.5}
+    real_list = reader.store.list
+
+    async def list_then_lose(*args, **kwargs):
+        page = await real_list(*args, **kwargs)
+        for name in ("m.a", "m.b"):
+            reader.results.forget(name)  # evicted after the store skipped them
+        await update(writer, "m.a", 2, 0)  # and written: the read must see this
+        await writer.delete("m.b")  # and deleted: nothing to list
+        return page
+
+    reader.store.list = list_then_lose  # type: ignore[method-assign]
+    assert await listed(reader, "m.") == {"m.a": 0.75}

@@ -98,6 +98,13 @@ class Snapshot:
     state: State
 
 
+#: The state of a listed session that the store did not read (see `Store.list`'s `known`).
+UNREAD = State()
+
+#: What a listing's caller already holds, by name: the meta of the state it has a result of.
+Known = Callable[[str], "SessionMeta | None"]
+
+
 @dataclass
 class ClosedEpoch:
     """A closed epoch in the history: its raw state until the service has computed its result
@@ -197,10 +204,14 @@ class Store(Protocol):
     async def delete(self, name: str) -> bool: ...
 
     async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
-                   max_elements: int | None = None) -> Page:
+                   max_elements: int | None = None, known: Known | None = None) -> Page:
         """Live sessions whose name starts with `prefix` and sorts after `after`, by name:
         at most `limit`, and fewer when their states together exceed `max_elements` (at
-        least one). Costs O(page), whatever else the store holds."""
+        least one). Costs O(page), whatever else the store holds.
+
+        `known(name)`: the meta of a state the caller already has (its result cached). A
+        store may answer `Snapshot(that meta, UNREAD)` without reading the session when its
+        stored id and version are that meta's (every write bumps the version)."""
         ...
 
     async def ping(self) -> None: ...

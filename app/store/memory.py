@@ -29,6 +29,7 @@ from app.store.base import (
     ClosedEpoch,
     EpochMismatch,
     KeyBoundElsewhere,
+    Known,
     LayoutMismatch,
     Page,
     SessionMeta,
@@ -243,7 +244,8 @@ class MemoryStore:
         return True
 
     async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
-                   max_elements: int | None = None) -> Page:
+                   max_elements: int | None = None, known: Known | None = None) -> Page:
+        # `known` is not needed here: reading a session in memory costs less than checking.
         start = bisect_right(self._names, after) if after is not None and after >= prefix \
             else bisect_left(self._names, prefix)
         out: list[Snapshot] = []

@@ -35,12 +35,14 @@ from app.store import keys
 from app.store.base import (
     IDEMPOTENCY_KEYS_PER_SESSION,
     IDEMPOTENCY_TTL_SECONDS,
+    UNREAD,
     Applied,
     Batch,
     Clock,
     ClosedEpoch,
     EpochMismatch,
     KeyBoundElsewhere,
+    Known,
     LayoutMismatch,
     Page,
     SessionMeta,
@@ -515,7 +517,7 @@ class RedisStore:
         return bool(existed)
 
     async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
-                   max_elements: int | None = None) -> Page:
+                   max_elements: int | None = None, known: Known | None = None) -> Page:
         low = "(" + after if after is not None and after >= prefix else "[" + prefix
         high = "[" + prefix + "\U0010ffff" if prefix else "+"
         names = [_text(n) for n in await self._call(
@@ -525,7 +527,7 @@ class RedisStore:
         if isinstance(self._client, RedisCluster):
             snapshots = await self._read_each(names, max_elements)
         else:
-            snapshots = await self._read_page(names, max_elements)
+            snapshots = await self._read_page(names, max_elements, known)
         more = more or len(snapshots) < len(names)
         names = names[:len(snapshots)]
         gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
@@ -534,19 +536,29 @@ class RedisStore:
         found = [s for s in snapshots if s is not None]
         return Page(found, names[-1] if more and names else None)
 
-    async def _read_page(self, names: builtins.list[str], max_elements: int | None
-                         ) -> builtins.list[Snapshot | None]:
+    async def _read_page(self, names: builtins.list[str], max_elements: int | None,
+                         known: Known | None = None) -> builtins.list[Snapshot | None]:
         """A page's sessions in one script call (a single Redis); fewer when the budget
-        stops it."""
+        stops it. Sessions whose id and version are those of `known(name)` are not read
+        (the script answers 1): the caller holds their state's result."""
         if not names:
             return []
         key_list = [key for name in names
                     for key in (keys.meta(name), keys.state(name), keys.extremes(name))]
-        found = await self._run("read_many", names[0], [max_elements or 0, *META_FIELDS],
-                                key_list=key_list)
-        return [Snapshot(_meta_of(name, dict(zip(META_FIELDS, entry[0], strict=True))),
-                         state_from(entry[1], entry[2]))
-                if entry else None for name, entry in zip(names, found, strict=False)]
+        metas = [known(name) if known is not None else None for name in names]
+        tokens = ["" if m is None else f"{m.id}:{m.version}" for m in metas]
+        found = await self._run("read_many", names[0], [
+            max_elements or 0, len(META_FIELDS), *META_FIELDS, *tokens], key_list=key_list)
+        out: builtins.list[Snapshot | None] = []
+        for name, meta, entry in zip(names, metas, found, strict=False):
+            if isinstance(entry, int) and meta is not None:
+                out.append(Snapshot(meta, UNREAD))
+            elif entry:
+                out.append(Snapshot(_meta_of(name, dict(zip(META_FIELDS, entry[0], strict=True))),
+                                    state_from(entry[1], entry[2])))
+            else:
+                out.append(None)
+        return out
 
     async def _read_each(self, names: builtins.list[str], max_elements: int | None
                          ) -> builtins.list[Snapshot | None]:
