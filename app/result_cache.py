@@ -14,9 +14,10 @@ A listing on Redis goes one step further (`Store.list`'s `known`): the store com
 session's id and version with the cached entry's meta in its read script and does not send
 the state when they are equal, so an unchanged session costs neither the transfer nor the
 parsing. That answer rests on the version alone: every write of a state bumps it (apply.lua,
-reset.lua); a failover that lost acknowledged-but-unreplicated writes and reused their
-version numbers is the one case it cannot tell (TALLY_REDIS_REPLICA_ACKS rules it out for
-acknowledged writes).
+reset.lua). The one case it cannot tell: a Redis failover loses writes (possible with
+TALLY_REDIS_REPLICA_ACKS=0), a later write brings the session back to a version number cached
+here, and no read of it came in between; a listing then shows the lost state's result until
+the session's next write. GET result compares the bytes and is not affected.
 
 One entry per session name (a new state replaces the old entry), least recently used first
 out, bounded by entries and by bytes. Windowed results (`?window=S`) are sums of buckets, not
