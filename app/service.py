@@ -35,8 +35,10 @@ from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.collection import COLLECTION, MetricCollection, build_collection
 from app.metrics.registry import REGISTRY, Registry
+from app.result_cache import MISS, ResultCache
 from app.slicing import Slicing, check_aligned, rows
 from app.store.base import (
+    UNREAD,
     Applied,
     Batch,
     ClosedEpoch,
@@ -143,9 +145,9 @@ class Sessions:
         self.metrics = MetricPool(registry, metric_cache_bytes, max_state_elements)
         self._metas: OrderedDict[str, SessionMeta] = OrderedDict()
         self._verified: dict[type, int] = {}  # plugin class -> batches checked additive
-        #: The last result computed per session, with the state it came from: requests whose
-        #: reads the store coalesced share one State object, and so one result.
-        self._last_results: dict[str, tuple[State, Any]] = {}
+        #: Results by session incarnation, epoch and state version (result_cache.py): reads
+        #: and listings of unchanged sessions (and reads the store coalesced) skip the math.
+        self.results = ResultCache()
         self._threads = anyio.CapacityLimiter(worker_threads)
 
     async def _offload(self, heavy: bool, work: Callable[[], T]) -> T:
@@ -189,6 +191,15 @@ class Sessions:
     async def _result(self, meta: SessionMeta, state: State) -> Any:
         heavy = state.elements > OFFLOAD_STATE_ELEMENTS
         return await self._offload(heavy, lambda: self.result_of(meta, state))
+
+    async def _epoch_result(self, meta: SessionMeta, state: State) -> Any:
+        """The result of the epoch's state (never a window's: see result_cache.py), from the
+        cache when this state's was computed before."""
+        result = self.results.get(meta, state)
+        if result is MISS:
+            result = await self._result(meta, state)
+            self.results.put(meta, state, result)
+        return result
 
     async def snapshot(self, name: str) -> Snapshot:
         snap = await self.store.read(name)
@@ -247,7 +258,8 @@ class Sessions:
 
     async def get(self, name: str) -> dict[str, Any]:
         snap = await self.snapshot(name)
-        return {**self.document(snap.meta), "result": await self._result(snap.meta, snap.state)}
+        return {**self.document(snap.meta),
+                "result": await self._epoch_result(snap.meta, snap.state)}
 
     async def update(self, name: str, inputs: dict[str, np.ndarray],
                      sample_weight: np.ndarray | None, epoch: int | None,
@@ -451,14 +463,7 @@ class Sessions:
         if window_seconds is not None:
             return await self._window_result(name, window_seconds)
         snap = await self.snapshot(name)
-        shared = self._last_results.get(name)
-        if shared is not None and shared[0] is snap.state:  # a reply shared by coalesced reads
-            result = shared[1]
-        else:
-            result = await self._result(snap.meta, snap.state)
-            self._last_results[name] = (snap.state, result)
-            if len(self._last_results) > 10000:
-                self._last_results.pop(next(iter(self._last_results)))
+        result = await self._epoch_result(snap.meta, snap.state)
         return {"name": name, "epoch": snap.meta.epoch, "result": result}
 
     async def _window_result(self, name: str, seconds: int) -> dict[str, Any]:
@@ -566,6 +571,7 @@ class Sessions:
 
     async def delete(self, name: str) -> None:
         self._metas.pop(name, None)
+        self.results.forget(name)
         if not await self.store.delete(name):
             raise SessionNotFound(name)
 
@@ -577,27 +583,51 @@ class Sessions:
         if covered is None:
             return {"sessions": [], "next_cursor": None}
         page = await self.store.list(covered, after, limit,
-                                     max_elements=self.max_state_elements)
+                                     max_elements=self.max_state_elements,
+                                     known=self.results.known)
+        listed = await self._listed_results(page.sessions)
 
         def results() -> list[dict[str, Any]]:
-            # One borrowed metric per distinct (class, arguments) on the page, not one per
-            # session: a page is often a thousand sessions of a few kinds.
+            # Cached results first (result_cache.py); for the others, one borrowed metric per
+            # distinct (class, arguments) on the page, not one per session: a page is often a
+            # thousand sessions of a few kinds.
             with ExitStack() as stack:
                 metrics: dict[bytes, Metric] = {}
                 out = []
-                for s in page.sessions:
-                    key = metric_key(s.meta.metric, s.meta.args)
-                    if key not in metrics:
-                        metrics[key] = stack.enter_context(
-                            self.metrics.borrow(s.meta.metric, s.meta.args))
+                for s, result in listed:
+                    if result is MISS:
+                        key = metric_key(s.meta.metric, s.meta.args)
+                        if key not in metrics:
+                            metrics[key] = stack.enter_context(
+                                self.metrics.borrow(s.meta.metric, s.meta.args))
+                        result = engine.result_json(metrics[key], s.state, s.meta.layout)
+                        self.results.put(s.meta, s.state, result)
                     out.append({"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
-                                "result": engine.result_json(metrics[key], s.state,
-                                                             s.meta.layout)})
+                                "result": result})
                 return out
 
-        heavy = sum(s.state.elements for s in page.sessions) > OFFLOAD_STATE_ELEMENTS
+        heavy = sum(s.state.elements for s, r in listed if r is MISS) > OFFLOAD_STATE_ELEMENTS
         return {"sessions": await self._offload(heavy, results),
                 "next_cursor": None if page.last is None else encode_cursor(page.last)}
+
+    async def _listed_results(self, snapshots: list[Snapshot]
+                              ) -> list[tuple[Snapshot, Any]]:
+        """Each listed session with its cached result, or MISS. A session the store did not
+        read (UNREAD: its cached result was current) whose entry was replaced or evicted
+        since is read now; one deleted meanwhile is left out."""
+        out = []
+        for snap in snapshots:
+            if snap.state is not UNREAD:
+                out.append((snap, self.results.get(snap.meta, snap.state)))
+                continue
+            result = self.results.get_unread(snap.meta)
+            if result is MISS:
+                fresh = await self.store.read(snap.meta.name)
+                if fresh is None:
+                    continue
+                snap, result = fresh, self.results.get(fresh.meta, fresh.state)
+            out.append((snap, result))
+        return out
 
     def catalogue(self) -> list[dict[str, Any]]:
         out = []

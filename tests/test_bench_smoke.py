@@ -65,3 +65,15 @@ def test_wrk_drives_the_bare_app_on_the_fast_stack() -> None:
         bodies.close()
     for result in (post, get):
         assert result.requests > 0 and result.failed == 0
+
+
+async def test_inprocess_calls_reach_the_app_and_report_errors() -> None:
+    """bench.inprocess drives the ASGI app directly: a real update lands, an error raises."""
+    from bench.inprocess import BODY, asgi_call, tally
+
+    async with tally("memory") as app:
+        await asgi_call(app, "POST", "/v1/sessions/p/update", BODY)
+        snapshot = await app.state.sessions.store.read("p")
+        assert snapshot is not None and snapshot.state.sums.sum() > 0
+        with pytest.raises(RuntimeError, match="404"):
+            await asgi_call(app, "GET", "/v1/sessions/missing/result")

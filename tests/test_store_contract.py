@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from app.store.base import (
+    UNREAD,
     Applied,
     Batch,
     EpochMismatch,
@@ -19,6 +21,7 @@ from app.store.base import (
     StaleSession,
     Window,
 )
+from app.store.redis import RedisStore
 from app.store.state import Runs
 
 
@@ -195,6 +198,28 @@ async def test_list_page_stops_at_the_state_budget(store):
     assert page.last == "big.1"
     one = await store.list("big.", None, limit=10, max_elements=10)  # at least one session
     assert [s.meta.name for s in one.sessions] == ["big.0"] and one.last == "big.0"
+
+
+async def test_list_with_known_states_keeps_the_budget_and_reads_what_changed(store):
+    """`known`: sessions at the caller's id and version may come back UNREAD with the
+    caller's meta (a single Redis does skip them); a session written since never does."""
+    for i in range(4):
+        await store.create(meta(f"big.{i}"))
+        await store.apply(f"big.{i}", [Batch(sums=Runs.from_indices(
+            np.arange(100), np.ones(100)), samples=1)])
+    metas = {name: (await store.read(name)).meta for name in ("big.0", "big.1", "big.2")}
+    await store.apply("big.1", [Batch(sums=runs({0: 5.0}), samples=1)])
+    page = await store.list("big.", None, limit=10, max_elements=250, known=metas.get)
+    assert [s.meta.name for s in page.sessions] == ["big.0", "big.1"]
+    assert page.last == "big.1"
+    first, second = page.sessions
+    if isinstance(store, RedisStore) and not isinstance(store._client, RedisCluster):  # noqa: SLF001
+        assert first.state is UNREAD and first.meta is metas["big.0"]
+    assert first.state is UNREAD or first.state.sums_dict() == {i: 1.0 for i in range(100)}
+    assert second.state is not UNREAD and second.state.sums_dict()[0] == 6.0
+    assert second.meta.version == metas["big.1"].version + 1
+    whole = await store.list("big.", None, limit=10, known=metas.get)
+    assert [s.meta.name for s in whole.sessions] == [f"big.{i}" for i in range(4)]
 
 
 async def test_key_is_bound_to_its_request(store):

@@ -147,7 +147,14 @@ class _RunsCollector:
             "sum": [], "max": [], "min": []}
 
     def whole(self, kind: str, offset: int, values: np.ndarray) -> None:
-        self.parts[kind].append((np.array([offset]), np.array([values.size]), values))
+        """One run of `values` from `offset`; joined to the previous whole variable when it
+        ends there (Precision's two counts travel as one run: one write in the store)."""
+        parts = self.parts[kind]
+        if parts and parts[-1][0].size == 1 and int(parts[-1][0][0] + parts[-1][1][0]) == offset:
+            starts, counts, before = parts[-1]
+            parts[-1] = (starts, counts + values.size, np.concatenate((before, values)))
+            return
+        parts.append((np.array([offset]), np.array([values.size]), values))
 
     def runs(self, kind: str, runs: Runs, offset: int) -> None:
         if len(runs):

@@ -35,6 +35,9 @@ class SessionMeta:
     layout: dict[str, Any] | None = None  # a lazy metric's shapes, fixed by the first batch
     window: Window | None = None  # per-bucket contributions kept besides the epoch's state
     slices: int | None = None  # distinct slice values an epoch may keep (None: not sliced)
+    #: The state's version: every applied batch and every reset bumps it (Redis: meta field
+    #: `v`), so with `id` and `epoch` it names the state's content (the result cache's key).
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,13 @@ class Snapshot:
 
     meta: SessionMeta
     state: State
+
+
+#: The state of a listed session that the store did not read (see `Store.list`'s `known`).
+UNREAD = State()
+
+#: What a listing's caller already holds, by name: the meta of the state it has a result of.
+Known = Callable[[str], "SessionMeta | None"]
 
 
 @dataclass
@@ -239,10 +249,14 @@ class Store(Protocol):
     async def delete(self, name: str) -> bool: ...
 
     async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
-                   max_elements: int | None = None) -> Page:
+                   max_elements: int | None = None, known: Known | None = None) -> Page:
         """Live sessions whose name starts with `prefix` and sorts after `after`, by name:
         at most `limit`, and fewer when their states together exceed `max_elements` (at
-        least one). Costs O(page), whatever else the store holds."""
+        least one). Costs O(page), whatever else the store holds.
+
+        `known(name)`: the meta of a state the caller already has (its result cached). A
+        store may answer `Snapshot(that meta, UNREAD)` without reading the session when its
+        stored id and version are that meta's (every write bumps the version)."""
         ...
 
     async def ping(self) -> None: ...

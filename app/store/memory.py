@@ -29,6 +29,7 @@ from app.store.base import (
     ClosedEpoch,
     EpochMismatch,
     KeyBoundElsewhere,
+    Known,
     LayoutMismatch,
     Page,
     SessionMeta,
@@ -191,6 +192,7 @@ class MemoryStore:
         _apply_increments(session.state, batch)
         for part in batch.slices:
             _apply_increments(session.slices.setdefault(part.value, State()), part)
+        meta.version += 1  # as apply.lua bumps `v`: the result cache's key changes
         if bucket is not None:
             _apply_increments(bucket, batch)
         answer = Applied(meta.epoch, batch.samples)
@@ -239,6 +241,7 @@ class MemoryStore:
         del session.history[:-self._history_limit]
         session.state, session.slices = State(), {}
         session.meta.epoch = epoch + 1
+        session.meta.version += 1  # as reset.lua bumps `v`
         self._touch(session)
         return copy.deepcopy(closed), _copy(session.meta)
 
@@ -262,7 +265,8 @@ class MemoryStore:
         return True
 
     async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
-                   max_elements: int | None = None) -> Page:
+                   max_elements: int | None = None, known: Known | None = None) -> Page:
+        # `known` is not needed here: reading a session in memory costs less than checking.
         start = bisect_right(self._names, after) if after is not None and after >= prefix \
             else bisect_left(self._names, prefix)
         out: list[Snapshot] = []

@@ -35,12 +35,14 @@ from app.store import keys
 from app.store.base import (
     IDEMPOTENCY_KEYS_PER_SESSION,
     IDEMPOTENCY_TTL_SECONDS,
+    UNREAD,
     Applied,
     Batch,
     Clock,
     ClosedEpoch,
     EpochMismatch,
     KeyBoundElsewhere,
+    Known,
     LayoutMismatch,
     Page,
     SessionMeta,
@@ -59,6 +61,7 @@ SCRIPTS = ("create", "apply", "read", "read_many", "read_window", "read_slices",
            "compact", "history", "delete")
 #: A run as apply.lua reads it: target 0 is the session's state, t >= 1 the batch's slice t.
 RUN = np.dtype([("kind", "u1"), ("target", "<u4"), ("start", "<u4"), ("count", "<u4")])
+RUN_HEAD = struct.Struct("<BIII")  # one RUN, packed the same way
 #: A batch whose runs cover more elements than this is added in numpy and written back whole
 #: (`_apply_whole`): the apply script's Lua loop costs Redis ~1 µs per element, and Redis runs
 #: one script at a time, so a million-element batch would stall every other client for seconds.
@@ -81,26 +84,46 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+#: The meta fields a SessionMeta is built from, in the order read_many.lua returns them.
+META_FIELDS = ("metric", "args", "config", "epoch", "created_at", "ttl", "id", "layout", "wb",
+               "wk", "v", "sm")
+
+
 def _meta_from(name: str, flat: list[Any] | dict[Any, Any]) -> SessionMeta:
-    raw = {_text(k): _text(v) for k, v in flat.items()} if isinstance(flat, dict) \
-        else _pairs(flat)
+    """A meta from its hash (HGETALL, flat or as a dict)."""
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2],
+                                                            strict=True)
+    return _meta_of(name, {_text(k): v for k, v in pairs})
+
+
+def _meta_of(name: str, raw: dict[str, Any]) -> SessionMeta:
+    """A meta from its fields by name (missing ones None or absent). Values stay bytes where
+    int(), float() and orjson take them as they are: a listing parses a thousand of these."""
+    ttl, layout, wb = raw.get("ttl"), raw.get("layout"), raw.get("wb")
     return SessionMeta(
         name=name,
-        metric=raw["metric"],
+        metric=_text(raw["metric"]),
         args=orjson.loads(raw["args"]),
         config=orjson.loads(raw["config"]),
         epoch=int(raw["epoch"]),
         created_at=float(raw["created_at"]),
-        ttl_seconds=int(raw["ttl"]) if raw.get("ttl") else None,
-        id=raw.get("id", ""),
-        layout=orjson.loads(raw["layout"]) if raw.get("layout") else None,
-        window=Window(int(raw["wb"]), int(raw["wk"])) if raw.get("wb") else None,
+        ttl_seconds=int(ttl) if ttl else None,
+        id=_text(raw.get("id", "")),
+        layout=orjson.loads(layout) if layout else None,
+        window=Window(int(wb), int(raw["wk"])) if wb else None,
         slices=int(raw["sm"]) if raw.get("sm") else None,
+        version=int(raw.get("v") or 0),
     )
 
 
 def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
     """A batch's runs as the apply script reads them: packed headers, packed values."""
+    if len(batch.sums) == 1 and not len(batch.maxes) and not len(batch.mins) \
+            and not batch.slices:
+        # The small-batch hot path (one run of sums, engine.py): 1 us instead of 5.
+        runs = batch.sums
+        head = RUN_HEAD.pack(KINDS["sums"], 0, int(runs.starts[0]), int(runs.counts[0]))
+        return head, runs.values.astype("<f8", copy=False).tobytes(), 1
     parts = [(KINDS[kind], 0, getattr(batch, kind)) for kind in KINDS]
     parts += [(KINDS[kind], target, getattr(part, kind))
               for target, part in enumerate(batch.slices, 1) for kind in KINDS]
@@ -410,6 +433,8 @@ class RedisStore:
             task.add_done_callback(self._committers.discard)
         else:
             group.extend(waiting)
+        if len(waiting) == 1:  # the usual call (one request's batch): no gather to build
+            return [await waiting[0][1]]
         return list(await asyncio.gather(*(future for _, future in waiting)))
 
     async def _apply_whole(self, name: str, batch: Batch) -> Applied | TallyError | None:
@@ -586,7 +611,7 @@ class RedisStore:
         return bool(existed)
 
     async def list(self, prefix: str = "", after: str | None = None, limit: int = 100,
-                   max_elements: int | None = None) -> Page:
+                   max_elements: int | None = None, known: Known | None = None) -> Page:
         low = "(" + after if after is not None and after >= prefix else "[" + prefix
         high = "[" + prefix + "\U0010ffff" if prefix else "+"
         names = [_text(n) for n in await self._call(
@@ -596,7 +621,7 @@ class RedisStore:
         if isinstance(self._client, RedisCluster):
             snapshots = await self._read_each(names, max_elements)
         else:
-            snapshots = await self._read_page(names, max_elements)
+            snapshots = await self._read_page(names, max_elements, known)
         more = more or len(snapshots) < len(names)
         names = names[:len(snapshots)]
         gone = [n for n, s in zip(names, snapshots, strict=True) if s is None]  # TTL-expired
@@ -605,17 +630,29 @@ class RedisStore:
         found = [s for s in snapshots if s is not None]
         return Page(found, names[-1] if more and names else None)
 
-    async def _read_page(self, names: builtins.list[str], max_elements: int | None
-                         ) -> builtins.list[Snapshot | None]:
+    async def _read_page(self, names: builtins.list[str], max_elements: int | None,
+                         known: Known | None = None) -> builtins.list[Snapshot | None]:
         """A page's sessions in one script call (a single Redis); fewer when the budget
-        stops it."""
+        stops it. Sessions whose id and version are those of `known(name)` are not read
+        (the script answers 1): the caller holds their state's result."""
         if not names:
             return []
         key_list = [key for name in names
                     for key in (keys.meta(name), keys.state(name), keys.extremes(name))]
-        found = await self._run("read_many", names[0], [max_elements or 0], key_list=key_list)
-        return [Snapshot(_meta_from(name, entry[0]), state_from(entry[1], entry[2]))
-                if entry else None for name, entry in zip(names, found, strict=False)]
+        metas = [known(name) if known is not None else None for name in names]
+        tokens = ["" if m is None else f"{m.id}:{m.version}" for m in metas]
+        found = await self._run("read_many", names[0], [
+            max_elements or 0, len(META_FIELDS), *META_FIELDS, *tokens], key_list=key_list)
+        out: builtins.list[Snapshot | None] = []
+        for name, meta, entry in zip(names, metas, found, strict=False):
+            if isinstance(entry, int) and meta is not None:
+                out.append(Snapshot(meta, UNREAD))
+            elif entry:
+                out.append(Snapshot(_meta_of(name, dict(zip(META_FIELDS, entry[0], strict=True))),
+                                    state_from(entry[1], entry[2])))
+            else:
+                out.append(None)
+        return out
 
     async def _read_each(self, names: builtins.list[str], max_elements: int | None
                          ) -> builtins.list[Snapshot | None]:

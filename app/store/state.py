@@ -73,6 +73,8 @@ def expand(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, np.int64)
+    if starts.size == 1:  # one run (a small metric's whole state): no repeat/cumsum
+        return np.arange(int(starts[0]), int(starts[0]) + total)
     offsets = np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(starts, counts) + (np.arange(total) - offsets)
 
@@ -158,5 +160,7 @@ def state_from(sums: bytes | None, extremes: bytes | None) -> State:
     """Parse the two packed strings (as Redis keeps them) without a Python loop."""
     s = np.frombuffer(sums or b"", "<f8", count=len(sums or b"") // 8).astype(np.float64)
     raw = extremes or b""
+    if not raw:  # the usual case (only plugins keep extremes): a listing parses thousands
+        return State(s)
     e = np.frombuffer(raw, EXTREME, count=len(raw) // EXTREME.itemsize)
     return State(s, e["value"].astype(np.float64), e["set"].astype(bool))

@@ -1,0 +1,130 @@
+"""Results computed once per state: a listing or a dashboard re-reads sessions that did not
+change, and computing a result (load the state into a metric, `result()`, to JSON) costs more
+than reading the state.
+
+A result is a pure function of the session's metric and arguments (fixed for an incarnation,
+`meta.id`: a re-created session has a new one), its layout and its state. Every write of a
+state bumps its version (`SessionMeta.version`: Redis' meta field `v`, bumped by apply.lua and
+reset.lua; the memory store likewise), so an entry is found by (id, epoch, version). A hit also
+needs the same layout and the very same state content (bytes compared, cheap for the states
+cached): the result is then the same by construction, even if a write path forgot to bump the
+version or a Redis failover lost writes and a later one reused a version number.
+
+A listing on Redis goes one step further (`Store.list`'s `known`): the store compares each
+session's id and version with the cached entry's meta in its read script and does not send
+the state when they are equal, so an unchanged session costs neither the transfer nor the
+parsing. That answer rests on the version alone: every write of a state bumps it (apply.lua,
+reset.lua). The one case it cannot tell: a Redis failover loses writes (possible with
+TALLY_REDIS_REPLICA_ACKS=0), a later write brings the session back to a version number cached
+here, and no read of it came in between; a listing then shows the lost state's result until
+the session's next write. GET result compares the bytes and is not affected.
+
+One entry per session name (a new state replaces the old entry), least recently used first
+out, bounded by entries and by bytes. Windowed results (`?window=S`) are sums of buckets, not
+the epoch's state: they never go through this cache. Thread-safe: a listing computes results
+in a worker thread while the event loop serves reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from app.store.base import SessionMeta
+from app.store.state import State
+
+#: What `get` returns when nothing usable is cached (a result may be None: JSON null).
+MISS = object()
+#: Bytes charged per entry besides its state's: the entry, its key and a small result.
+ENTRY_OVERHEAD = 256
+#: A result is charged this many times its state's bytes (Python lists of floats take ~4x
+#: the packed doubles; built-in metrics' results are no larger than their states).
+RESULT_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    epoch: int
+    version: int
+    layout: dict[str, Any] | None
+    content: tuple[bytes, bytes, bytes]
+    result: Any
+    cost: int
+    meta: SessionMeta  # the state's meta, as read with it (`known` for listings)
+
+
+def _content(state: State) -> tuple[bytes, bytes, bytes]:
+    return state.sums.tobytes(), state.extremes.tobytes(), state.present.tobytes()
+
+
+class ResultCache:
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024,
+                 max_state_elements: int = 65_536) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_state_elements = max_state_elements  # larger states are not kept
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, meta: SessionMeta, state: State) -> Any:
+        """The cached result of this session's state, or `MISS`."""
+        entry = self._entries.get(meta.name)
+        if entry is None or entry.id != meta.id or entry.epoch != meta.epoch \
+                or entry.version != meta.version or entry.layout != meta.layout \
+                or state.elements > self.max_state_elements \
+                or entry.content != _content(state):
+            return MISS
+        with self._lock:
+            if meta.name in self._entries:
+                self._entries.move_to_end(meta.name)
+        return entry.result
+
+    def put(self, meta: SessionMeta, state: State, result: Any) -> None:
+        """Remember `result` as the result of this session's state (replacing the entry of
+        its previous state); states above `max_state_elements` are not kept."""
+        if state.elements > self.max_state_elements or self.max_entries <= 0:
+            return
+        content = _content(state)
+        state_bytes = sum(len(part) for part in content)
+        entry = _Entry(meta.id, meta.epoch, meta.version, meta.layout, content, result,
+                       ENTRY_OVERHEAD + (1 + RESULT_FACTOR) * state_bytes, meta)
+        with self._lock:
+            old = self._entries.pop(meta.name, None)
+            if old is not None:
+                self._bytes -= old.cost
+            self._entries[meta.name] = entry
+            self._bytes += entry.cost
+            while self._entries and (len(self._entries) > self.max_entries
+                                     or self._bytes > self.max_bytes):
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.cost
+
+    def known(self, name: str) -> SessionMeta | None:
+        """The meta of the state whose result is cached for `name` (`Store.list`'s
+        `known`); nobody mutates a snapshot's meta."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry.meta
+
+    def get_unread(self, meta: SessionMeta) -> Any:
+        """The result for a session the store did not read because its id and version were
+        those of `meta` (from `known`): `MISS` if that entry was replaced or evicted since."""
+        entry = self._entries.get(meta.name)
+        if entry is None or entry.meta is not meta:
+            return MISS
+        with self._lock:
+            if meta.name in self._entries:
+                self._entries.move_to_end(meta.name)
+        return entry.result
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            old = self._entries.pop(name, None)
+            if old is not None:
+                self._bytes -= old.cost
