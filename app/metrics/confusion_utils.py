@@ -217,11 +217,15 @@ def _bucket_ranks(y_pred: np.ndarray, num_thresholds: int, with_epsilon: bool) -
 
     With epsilon endpoints (AUC's -1e-7 and 1+1e-7) every prediction is above the first
     threshold, so the rank is at least 1. NaN is above nothing."""
-    p = np.clip(y_pred, 0.0, 1.0)
-    ranks = np.ceil(p * np.float32(num_thresholds - 1))
+    ranks = np.clip(y_pred, 0.0, 1.0)  # a new array: the steps below work in place
+    ranks *= np.float32(num_thresholds - 1)
+    np.ceil(ranks, out=ranks)
     if with_epsilon:
-        ranks = np.maximum(ranks, 1)
-    return np.where(np.isnan(ranks), 0, ranks).astype(np.intp)
+        np.maximum(ranks, 1, out=ranks)
+    nan = np.isnan(ranks)
+    if nan.any():
+        ranks[nan] = 0
+    return ranks.astype(np.intp)
 
 
 def _rank_histogram(ranks: np.ndarray, weights: np.ndarray, num_thresholds: int,
@@ -238,6 +242,21 @@ def _rank_histogram(ranks: np.ndarray, weights: np.ndarray, num_thresholds: int,
     hist = np.bincount(keys.ravel(), weights=np.asarray(weights, np.float64).ravel(),
                        minlength=groups * width)
     return hist.reshape(groups, width)
+
+
+def _label_histograms(ranks: np.ndarray, is_positive: np.ndarray, num_thresholds: int,
+                      multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`_rank_histogram` of the positives and of the negatives when every weight is 1: one
+    unweighted count of (rank, label) pairs instead of two weighted ones (half the passes
+    over a large batch; integer counts, so the same float64 numbers)."""
+    width = num_thresholds + 1
+    groups = ranks.shape[1] if multi_label else 1
+    keys = ranks * 2 + is_positive
+    if multi_label:
+        keys += 2 * width * np.arange(groups)
+    hist = np.bincount(keys.ravel(), minlength=groups * width * 2).astype(np.float64)
+    pairs = hist.reshape(groups, width, 2)
+    return pairs[:, :, 1], pairs[:, :, 0]
 
 
 def _above(hist: np.ndarray) -> np.ndarray:
@@ -307,6 +326,7 @@ def confusion_counts(
     if label_weights is not None:
         lw = _label_weights(label_weights, y_pred.shape)
         weight = lw if weight is None else weight * lw
+    unweighted = weight is None
     if weight is None:
         weight = np.ones_like(y_pred)
     if not multi_label:
@@ -317,11 +337,15 @@ def confusion_counts(
     if thresholds_distributed_evenly:
         with_epsilon = thresholds[0] < 0.0 or thresholds[-1] > 1.0
         ranks = _bucket_ranks(y_pred, num_thresholds, with_epsilon)
-        # Keras weighs labels by multiplication here, so a NaN weight reaches both sides.
-        label = is_positive.astype(STATE_DTYPE)
-        true_w, false_w = label * weight, (1 - label) * weight
-        hist_true = _rank_histogram(ranks, true_w, num_thresholds, multi_label)
-        hist_false = _rank_histogram(ranks, false_w, num_thresholds, multi_label)
+        if unweighted:
+            hist_true, hist_false = _label_histograms(ranks, is_positive, num_thresholds,
+                                                      multi_label)
+        else:
+            # Keras weighs labels by multiplication here, so a NaN weight reaches both sides.
+            label = is_positive.astype(STATE_DTYPE)
+            true_w, false_w = label * weight, (1 - label) * weight
+            hist_true = _rank_histogram(ranks, true_w, num_thresholds, multi_label)
+            hist_false = _rank_histogram(ranks, false_w, num_thresholds, multi_label)
         tp, fp = _above(hist_true), _above(hist_false)
         # ... and derives the negatives by subtraction from the label totals.
         counts = {
