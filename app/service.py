@@ -229,7 +229,8 @@ class Sessions:
                                "collection); got neither")
         instance.limit_state(self.max_state_elements)
         if window is not None:
-            self._check_window_fits(window, instance, instance.state_elements(), "config")
+            self._check_window_fits(window, instance, instance.state_elements(), "config",
+                                    slices)
         if slices is not None:
             self._check_slices_fit(slices, instance.state_elements(), "config")
         full = _jsonable(instance.get_config())
@@ -362,20 +363,25 @@ class Sessions:
         return Window(seconds, buckets)
 
     def _check_window_fits(self, window: Window, metric: Metric, elements: int | None,
-                           what: str) -> None:
-        """A window keeps a whole state per bucket, and buckets hold sums only: refuse (422) a
-        metric with max/min variables, or one whose buckets together would exceed
-        `max_window_elements`. `elements` None: a lazy metric, checked at its first batch."""
+                           what: str, slices: int | None = None) -> None:
+        """A window keeps a whole state per bucket (and one per slice value of a sliced
+        session, up to `slices`), and buckets hold sums only: refuse (422) a metric with
+        max/min variables, or one whose buckets together would exceed `max_window_elements`.
+        `elements` None: a lazy metric, checked at its first batch."""
         extremes = sorted({v.name for v in metric.stored_variables if v.aggregation != "sum"})
         if extremes:
             raise InvalidInput(f"a time window needs a metric whose variables all add up "
                                f"(aggregation 'sum'); this one keeps max/min variables "
                                f"{extremes}")
-        if elements is not None and window.buckets * elements > self.max_window_elements:
+        states = 1 + (slices or 0)
+        if elements is not None and window.buckets * states * elements \
+                > self.max_window_elements:
+            each = f"{elements}" if states == 1 else f"({slices} + 1 slices) x {elements}"
             raise InvalidInput(
-                f"a window of {window.buckets} buckets keeps {window.buckets} x {elements} "
+                f"a window of {window.buckets} buckets keeps {window.buckets} x {each} "
                 f"state elements with this {what}, more than the {self.max_window_elements} "
-                "allowed (TALLY_MAX_WINDOW_ELEMENTS): use fewer buckets or a smaller state")
+                "allowed (TALLY_MAX_WINDOW_ELEMENTS): use fewer buckets, fewer slices or a "
+                "smaller state")
 
     def _check_first_layout(self, meta: SessionMeta, metric: Metric,
                             delta: engine.Contribution) -> None:
@@ -385,7 +391,8 @@ class Sessions:
             return
         what = "first batch's layout"
         if meta.window is not None:
-            self._check_window_fits(meta.window, metric, metric.state_elements(), what)
+            self._check_window_fits(meta.window, metric, metric.state_elements(), what,
+                                    meta.slices)
         if meta.slices is not None:
             self._check_slices_fit(meta.slices, metric.state_elements(), what)
 
@@ -456,10 +463,7 @@ class Sessions:
         """The epoch's result, or with `window_seconds` the result over the last seconds'
         window buckets, or with `slice_value` that slice's result in the epoch."""
         if slice_value is not None:
-            if window_seconds is not None:
-                raise InvalidInput("a window keeps the overall result only: ask for 'window' "
-                                   "or 'slice', not both")
-            return await self._slice_result(name, slice_value)
+            return await self._slice_result(name, slice_value, window_seconds)
         if window_seconds is not None:
             return await self._window_result(name, window_seconds)
         snap = await self.snapshot(name)
@@ -482,29 +486,40 @@ class Sessions:
                         "result": await self._result(snap.meta, snap.state)}
         raise SessionNotFound(name)  # re-created twice while this read ran: gone again
 
-    async def _slices(self, name: str, value: str | None) -> Slices:
-        """The session's slices (all, or `value`): 422 on a session without slices, 404 for
-        a value the epoch has not seen."""
-        found = await self.store.read_slices(name, value)
+    async def _slices(self, name: str, value: str | None, seconds: int | None = None
+                      ) -> Slices:
+        """The session's slices (all, or `value`) in the epoch, or with `seconds` over that
+        window: 422 on a session without slices (or without a window), 404 for a value the
+        epoch (or the window) has not seen."""
+        if seconds is None:
+            found = await self.store.read_slices(name, value)
+        else:  # the window is checked against the meta first, as for the overall result
+            buckets = window_buckets(await self._meta(name, fresh=True), seconds)
+            found = await self.store.read_window_slices(name, buckets, value)
         if found is None:
+            self._metas.pop(name, None)
             raise SessionNotFound(name)
         if found.meta.slices is None:
             raise InvalidInput(f"session {name!r} was created without slices (create it with "
                                "\"slices\": {\"max\": M}), so it has no per-slice results")
         if value is not None and value not in found.states:
-            raise NotFound(f"session {name!r} has no slice {value!r} in epoch "
-                           f"{found.meta.epoch}: no batch of this epoch named it")
+            where = f"epoch {found.meta.epoch}: no batch of this epoch" if seconds is None \
+                else f"the last {seconds} seconds: no batch of that window"
+            raise NotFound(f"session {name!r} has no slice {value!r} in {where} named it")
         return found
 
-    async def _slice_result(self, name: str, value: str) -> dict[str, Any]:
-        found = await self._slices(name, value)
-        return {"name": name, "epoch": found.meta.epoch, "slice": value,
+    async def _slice_result(self, name: str, value: str, seconds: int | None
+                            ) -> dict[str, Any]:
+        found = await self._slices(name, value, seconds)
+        window = {} if seconds is None else {"window_seconds": seconds}
+        return {"name": name, "epoch": found.meta.epoch, **window, "slice": value,
                 "result": await self._result(found.meta, found.states[value])}
 
-    async def slices(self, name: str) -> dict[str, Any]:
-        """Every slice's result in the current epoch."""
-        found = await self._slices(name, None)
-        return {"name": name, "epoch": found.meta.epoch,
+    async def slices(self, name: str, window_seconds: int | None = None) -> dict[str, Any]:
+        """Every slice's result in the current epoch, or over the last seconds' window."""
+        found = await self._slices(name, None, window_seconds)
+        window = {} if window_seconds is None else {"window_seconds": window_seconds}
+        return {"name": name, "epoch": found.meta.epoch, **window,
                 "slices": await self._slice_results(found.meta, found.states)}
 
     async def _slice_results(self, meta: SessionMeta, states: dict[str, State]

@@ -26,6 +26,7 @@ from app.store.redis import RedisStore
 from tests.cases import batches
 from tests.collection_cases import KerasCollection
 from tests.oracle import assert_close, json_array, keras_metric, keras_update, keras_variables
+from tests.test_windows import OFFSETS, START, B, FakeClock, K, inside
 
 METRICS = [("Precision", {}, "binary"), ("AUC", {"num_thresholds": 50}, "binary"),
            ("AUC", {"curve": "PR", "multi_label": True}, "binary"),
@@ -280,23 +281,6 @@ def test_the_slices_are_part_of_the_session(client):
     assert plain.json()["slices"] is None
 
 
-def test_a_windowed_sliced_session(client, api_store):
-    """Windows keep the overall result; the slices keep the epoch's."""
-    created = client.put("/v1/sessions/ws", json={
-        "metric": "Precision", "slices": {"max": 3},
-        "window": {"bucket_seconds": 60, "buckets": 5}})
-    assert created.status_code == 201
-    batch = big_batches("binary", seed=8, count=1)[0]
-    assert update(client, "ws", batch, ["x", "y"] * 12).status_code == 200
-    reference = keras_metric("Precision")
-    keras_update(reference, batch)
-    window = client.get("/v1/sessions/ws/result", params={"window": 300}).json()
-    assert_close(window["result"], np.asarray(reference.result()), "window")
-    both = client.get("/v1/sessions/ws/result", params={"window": 300, "slice": "x"})
-    assert both.status_code == 422 and "not both" in both.json()["detail"]
-    assert set(client.get("/v1/sessions/ws/slices").json()["slices"]) == {"x", "y"}
-
-
 def state_of(client, name: str) -> tuple[Any, Any, Any]:
     return (client.get(f"/v1/sessions/{name}/result").json(),
             client.get(f"/v1/sessions/{name}/slices").json(),
@@ -532,3 +516,104 @@ def test_one_long_value_among_many_short_ones(client):
     assert answer.status_code == 200, answer.text
     assert client.get("/v1/sessions/w/slices").json()["slices"] == {"a": 99_999.0,
                                                                     "y" * MAX_SLICE_CHARS: 1.0}
+
+
+# -- windowed slices -------------------------------------------------------------------------
+WINDOW = {"bucket_seconds": B, "buckets": K}
+
+
+@pytest.fixture
+def clocked(api_store):
+    fake = FakeClock()
+    api_store.clock = fake
+    with TestClient(create_app(Settings(), store=api_store)) as c:
+        yield c, fake
+
+
+@pytest.mark.parametrize(("metric", "config", "kind"), [
+    ("AUC", {"num_thresholds": 40}, "binary"), ("Precision", {}, "binary"),
+    ("MeanSquaredError", {}, "regression"), ("SparseCategoricalAccuracy", {}, "sparse")])
+def test_every_slice_of_every_window_equals_keras(clocked, metric, config, kind):
+    """Per-slice results over the last S seconds: Keras over exactly the samples of that
+    slice in the batches of the window's buckets (computed here from the clock times)."""
+    client, clock = clocked
+    assert client.put("/v1/sessions/ws", json={"metric": metric, "config": config,
+                                               "slices": {"max": 6}, "window": WINDOW}
+                      ).status_code == 201
+    fed = big_batches(kind, seed=21, count=len(OFFSETS))
+    rng = np.random.default_rng(8)
+    labels = [labelling(rng, step, 24) for step in range(len(OFFSETS))]
+    times = []
+    for offset, batch, label in zip(OFFSETS, fed, labels, strict=True):
+        clock.now = START + offset
+        times.append(clock.now)
+        assert update(client, "ws", batch, label).status_code == 200
+    for later in (0.0, 70.0, 130.0):
+        clock.now = START + OFFSETS[-1] + later
+        for seconds in range(B, B * K + 1, B):
+            oracle = KerasSlices(lambda: keras_metric(metric, config))
+            for i in inside(times, clock.now, seconds):
+                oracle.update(fed[i], labels[i])
+            where = f"window {seconds}s at +{later}s"
+            every = client.get("/v1/sessions/ws/slices", params={"window": seconds}).json()
+            assert every["window_seconds"] == seconds
+            assert list(every["slices"]) == list(oracle.slices), where
+            for value, reference in oracle.slices.items():
+                expected = np.asarray(reference.result())
+                assert_close(json_array(every["slices"][value]), expected, f"{where}: {value}")
+                one = client.get("/v1/sessions/ws/result",
+                                 params={"window": seconds, "slice": value}).json()
+                assert (one["slice"], one["window_seconds"]) == (value, seconds)
+                assert_close(json_array(one["result"]), expected, f"{where}: ?slice={value}")
+            for value in {str(v) for v in VALUES} - set(oracle.slices):
+                missing = client.get("/v1/sessions/ws/result",
+                                     params={"window": seconds, "slice": value})
+                assert missing.status_code == 404, (where, value)
+
+
+def test_a_window_bucket_keeps_at_most_the_limit_too(clocked):
+    """A reset lets other values into the epoch while the current bucket still holds the
+    earlier ones: the bucket keeps at most `max` too, so such a batch is a 422 that changes
+    nothing until the next bucket begins."""
+    client, clock = clocked
+    client.put("/v1/sessions/wb", json={"metric": "Sum", "slices": {"max": 2},
+                                        "window": WINDOW})
+    assert update(client, "wb", {"values": [1.0, 2.0]}, ["a", "b"]).status_code == 200
+    assert client.post("/v1/sessions/wb/reset").status_code == 200
+    before = (client.get("/v1/sessions/wb/slices").json(),
+              client.get("/v1/sessions/wb/slices", params={"window": B}).json(),
+              client.get("/v1/sessions/wb/result").json())
+    refused = update(client, "wb", {"values": [5.0]}, "c")
+    assert refused.status_code == 422, refused.text
+    assert "per window bucket" in refused.json()["detail"]
+    assert (client.get("/v1/sessions/wb/slices").json(),
+            client.get("/v1/sessions/wb/slices", params={"window": B}).json(),
+            client.get("/v1/sessions/wb/result").json()) == before
+    clock.now += B  # a new bucket: room again
+    assert update(client, "wb", {"values": [5.0]}, "c").status_code == 200
+    both = client.get("/v1/sessions/wb/slices", params={"window": 2 * B}).json()["slices"]
+    assert both == {"a": 1.0, "b": 2.0, "c": 5.0}
+    assert client.get("/v1/sessions/wb/slices").json()["slices"] == {"c": 5.0}
+
+
+def test_window_slices_count_in_the_window_limit(api_store):
+    settings = Settings(max_window_elements=4 * 2 * 10)  # 4 buckets x (9 + 1) x Precision's 2
+    with TestClient(create_app(settings, store=api_store)) as client:
+        fits = client.put("/v1/sessions/f", json={"metric": "Precision", "window": WINDOW,
+                                                  "slices": {"max": 9}})
+        assert fits.status_code == 201, fits.text
+        big = client.put("/v1/sessions/g", json={"metric": "Precision", "window": WINDOW,
+                                                 "slices": {"max": 10}})
+        assert big.status_code == 422 and "TALLY_MAX_WINDOW_ELEMENTS" in big.json()["detail"]
+
+
+def test_window_queries_on_the_wrong_session_are_422(clocked):
+    client, _ = clocked
+    client.put("/v1/sessions/sl", json={"metric": "Mean", "slices": {"max": 3}})
+    client.put("/v1/sessions/wn", json={"metric": "Mean", "window": WINDOW})
+    update(client, "sl", {"values": [1.0]}, "a")
+    for name, params in (("sl", {"window": B}), ("wn", {"window": B}),
+                         ("sl", {"window": B, "slice": "a"}), ("sl", {"window": 7})):
+        path = "slices" if "slice" not in params else "result"
+        answer = client.get(f"/v1/sessions/{name}/{path}", params=params)
+        assert answer.status_code == 422, (name, params, answer.text)

@@ -17,6 +17,7 @@ from app.store.base import (
     SessionMeta,
     SliceRuns,
     TooManySlices,
+    Window,
 )
 from app.store.redis import RedisStore
 from app.store.state import Runs
@@ -193,3 +194,33 @@ async def test_large_sliced_batches_are_written_whole_with_the_same_outcome(stor
     np.testing.assert_array_equal((await store.read("sliced")).state.sums, expected_overall)
     if isinstance(store, RedisStore):  # both large batches went whole
         assert len(wholes) >= 2
+
+
+async def test_window_buckets_keep_slices_and_expire_with_them(store):
+    """A sliced windowed session's bucket keeps each slice's sums (read summed over the
+    buckets asked for); on Redis the bucket's slice keys expire with it, and delete removes
+    them."""
+    now = [1_800_000_000.0]
+    store.clock = lambda: now[0]
+    windowed = meta(slices=2)
+    windowed.window = Window(60, 3)
+    await store.create(windowed)
+    await store.apply("sliced", [batch({0: 1.0}, a={0: 1.0})])
+    now[0] += 60
+    await store.apply("sliced", [batch({1: 2.0}, a={1: 2.0}, b={1: 2.0})])
+    two = await store.read_window_slices("sliced", 2)
+    assert {v: s.sums_dict() for v, s in two.states.items()} == {"a": {0: 1.0, 1: 2.0},
+                                                                 "b": {1: 2.0}}
+    one = await store.read_window_slices("sliced", 1, "a")
+    assert {v: s.sums_dict() for v, s in one.states.items()} == {"a": {1: 2.0}}
+    assert (await store.read_window_slices("sliced", 1, "zz")).states == {}
+    if isinstance(store, RedisStore):
+        client = store._client
+        found = [k.decode() async for k in client.scan_iter(match="tally:{sliced}:win:*")]
+        assert any(k.endswith(":slots") for k in found) and any(k.endswith(":slsum")
+                                                                for k in found)
+        for key in found:  # a bucket's keys last as long as some window can reach it
+            assert 0 < await client.ttl(key) <= 3 * 60
+    assert await store.delete("sliced")
+    if isinstance(store, RedisStore):
+        assert [k async for k in store._client.scan_iter(match="tally:{sliced}:*")] == []

@@ -126,6 +126,8 @@ class VariablesDoc(BaseModel):
 class SlicesDoc(BaseModel):
     name: str
     epoch: int
+    window_seconds: int | SkipJsonSchema[None] = Field(
+        None, description="with ?window=S: S (each result covers the last S seconds' buckets)")
     slices: dict[str, Nested] = Field(description="each slice value of the epoch -> its result")
 
 

@@ -251,16 +251,18 @@ async def result(name: str, sessions: SessionsDep, _: Read,
                  ) -> JSON:
     """The epoch's result; with `?window=S`, the result over the batches applied in the last S
     seconds' window buckets (a session created with a window), whatever the epoch; with
-    `?slice=v`, the result over the epoch's samples of that slice (404: none yet)."""
+    `?slice=v`, the result over the epoch's samples of that slice (404: none yet); with both,
+    over that slice's samples in the window."""
     return JSON(await sessions.result(_name(name), window, slice))
 
 
 @router.get("/{name}/slices", response_model=SlicesDoc,
             responses=errors(401, 403, 404, 422, 503))
-async def slices(name: str, sessions: SessionsDep, _: Read) -> JSON:
+async def slices(name: str, sessions: SessionsDep, _: Read,
+                 window: int | None = Query(None, ge=1, description=WINDOW_QUERY)) -> JSON:
     """Every slice's result in the current epoch, by slice value (a session created with
-    slices; 422 otherwise)."""
-    return JSON(await sessions.slices(_name(name)))
+    slices; 422 otherwise); with `?window=S`, over the last S seconds' window buckets."""
+    return JSON(await sessions.slices(_name(name), window))
 
 
 @router.get("/{name}/variables", response_model=VariablesDoc,

@@ -186,9 +186,16 @@ class StaleSession(Conflict):
 
 
 class TooManySlices(Invalid):
-    def __init__(self, name: str, limit: int, have: int, new: list[str]) -> None:
+    """Past the session's slice limit: in the epoch, or (`in_bucket`) in the current window
+    bucket of a windowed session, which keeps at most as many (a reset may have let other
+    values into the epoch while the bucket still holds the earlier ones)."""
+
+    def __init__(self, name: str, limit: int, have: int, new: list[str],
+                 in_bucket: bool = False) -> None:
         shown = ", ".join(repr(v)[:60] for v in new[:5]) + (", ..." if len(new) > 5 else "")
-        super().__init__(f"session {name!r} keeps at most {limit} slices per epoch and has "
+        where = "per window bucket and the current bucket" if in_bucket else \
+            "per epoch and"
+        super().__init__(f"session {name!r} keeps at most {limit} slices {where} has "
                          f"{have}; this batch brings {len(new)} new ([{shown}]), which would "
                          "make more. Nothing was applied")
 
@@ -231,6 +238,13 @@ class Store(Protocol):
                     ) -> tuple[ClosedEpoch, SessionMeta]:
         """Close the current epoch into the history (with its raw state), zero the state,
         open the next epoch."""
+        ...
+
+    async def read_window_slices(self, name: str, buckets: int, value: str | None = None
+                                 ) -> Slices | None:
+        """The session's meta and its slices' states summed over its last `buckets` window
+        buckets (as `read_window`): every slice any of them holds, or only `value` (an empty
+        dict when none holds it), in order of first appearance. None: no session."""
         ...
 
     async def read_slices(self, name: str, value: str | None = None) -> Slices | None:

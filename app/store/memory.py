@@ -58,8 +58,16 @@ class _Session:
     history: list[ClosedEpoch] = field(default_factory=list)
     answers: OrderedDict[str, _Answer] = field(default_factory=OrderedDict)  # oldest first
     expires_at: float | None = None  # monotonic time
-    buckets: dict[int, State] = field(default_factory=dict)  # window bucket index -> sums
+    buckets: dict[int, _Bucket] = field(default_factory=dict)  # window bucket index -> it
     slices: dict[str, State] = field(default_factory=dict)  # the epoch's slice value -> state
+
+
+@dataclass
+class _Bucket:
+    """A window bucket: its sums, and a sliced session's slices' sums."""
+
+    state: State = field(default_factory=State)
+    slices: dict[str, State] = field(default_factory=dict)
 
 
 def _copy(meta: SessionMeta) -> SessionMeta:
@@ -72,6 +80,15 @@ def _apply_increments(state: State, batch: Batch | SliceRuns) -> None:
     state.add(batch.sums)
     state.extreme(batch.maxes, "max")
     state.extreme(batch.mins, "min")
+
+
+def _past_limit(name: str, held: dict[str, State], batch: Batch, limit: int,
+                in_bucket: bool = False) -> TooManySlices | None:
+    """The refusal of a batch whose new slice values would take `held` past `limit`."""
+    new = [part.value for part in batch.slices if part.value not in held]
+    if new and len(held) + len(new) > limit:
+        return TooManySlices(name, limit, len(held), new, in_bucket)
+    return None
 
 
 def _add_state(total: State, part: State) -> None:
@@ -158,19 +175,19 @@ class MemoryStore:
         self._touch(session)
         return out
 
-    def _current_bucket(self, session: _Session) -> State | None:
-        """The state of the session's current window bucket (None without a window), after
-        dropping the buckets no window can reach any more."""
+    def _current_bucket(self, session: _Session) -> _Bucket | None:
+        """The session's current window bucket (None without a window), after dropping the
+        buckets no window can reach any more."""
         window = session.meta.window
         if window is None:
             return None
         index = window.bucket_at(self.clock())
         for old in [i for i in session.buckets if i <= index - window.buckets]:
             del session.buckets[old]
-        return session.buckets.setdefault(index, State())
+        return session.buckets.setdefault(index, _Bucket())
 
     def _apply_one(self, session: _Session, batch: Batch, now: float,
-                   bucket: State | None) -> Applied | TallyError:
+                   bucket: _Bucket | None) -> Applied | TallyError:
         name, meta, key = session.meta.name, session.meta, batch.idempotency_key
         prior = session.answers.get(key) if key is not None else None
         if prior is not None and prior.expires > now:
@@ -184,9 +201,11 @@ class MemoryStore:
         if batch.layout is not None and meta.layout is not None \
                 and batch.layout != (current := canonical_layout(meta.layout)):
             return LayoutMismatch(name, current, batch.layout)
-        new = [part.value for part in batch.slices if part.value not in session.slices]
-        if new and len(session.slices) + len(new) > (meta.slices or 0):
-            return TooManySlices(name, meta.slices or 0, len(session.slices), new)
+        refused = _past_limit(name, session.slices, batch, meta.slices or 0)
+        if refused is None and bucket is not None:
+            refused = _past_limit(name, bucket.slices, batch, meta.slices or 0, in_bucket=True)
+        if refused is not None:
+            return refused
         if batch.layout is not None and meta.layout is None:
             meta.layout = json.loads(batch.layout)
         _apply_increments(session.state, batch)
@@ -194,7 +213,9 @@ class MemoryStore:
             _apply_increments(session.slices.setdefault(part.value, State()), part)
         meta.version += 1  # as apply.lua bumps `v`: the result cache's key changes
         if bucket is not None:
-            _apply_increments(bucket, batch)
+            _apply_increments(bucket.state, batch)
+            for part in batch.slices:
+                _apply_increments(bucket.slices.setdefault(part.value, State()), part)
         answer = Applied(meta.epoch, batch.samples)
         if key is not None:
             session.answers.pop(key, None)
@@ -218,8 +239,24 @@ class MemoryStore:
             last = window.bucket_at(self.clock())
             for index in range(last - buckets + 1, last + 1):
                 if index in session.buckets:
-                    _add_state(total, session.buckets[index])
+                    _add_state(total, session.buckets[index].state)
         return Snapshot(_copy(session.meta), total)
+
+    async def read_window_slices(self, name: str, buckets: int, value: str | None = None
+                                 ) -> Slices | None:
+        session = self._live(name)
+        if session is None:
+            return None
+        window = session.meta.window
+        total: dict[str, State] = {}
+        if window is not None:
+            last = window.bucket_at(self.clock())
+            for index in range(last - buckets + 1, last + 1):
+                held = session.buckets[index].slices if index in session.buckets else {}
+                for slice_value, state in held.items():
+                    if value is None or slice_value == value:
+                        _add_state(total.setdefault(slice_value, State()), state)
+        return Slices(_copy(session.meta), total)
 
     async def read_slices(self, name: str, value: str | None = None) -> Slices | None:
         session = self._live(name)

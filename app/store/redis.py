@@ -193,6 +193,28 @@ def _slice_states(slots: dict[str, str], sums: bytes, extremes: bytes,
     return out
 
 
+def _summed_slices(buckets: list[tuple[dict[str, str], bytes]], stride: tuple[int, int]
+                   ) -> dict[str, State]:
+    """Each slice's sums added over the buckets (their own slots each), in order of first
+    appearance, oldest bucket first."""
+    total: dict[str, State] = {}
+    for slots, sums in buckets:
+        for value, state in _slice_states(slots, sums, b"", stride).items():
+            if value in total:
+                _add_sums(total[value], state)
+            else:
+                total[value] = State(state.sums.copy())
+    return total
+
+
+def _add_sums(total: State, part: State) -> None:
+    if part.sums.size > total.sums.size:
+        grown = np.zeros(part.sums.size)
+        grown[:total.sums.size] = total.sums
+        total.sums = grown
+    total.sums[:part.sums.size] += part.sums
+
+
 def _stride(meta: dict[str, str]) -> tuple[int, int]:
     return int(meta.get("ss") or 0), int(meta.get("se") or 0)
 
@@ -216,9 +238,9 @@ def _decode_answer(name: str, batch: Batch, answer: Any) -> Applied | TallyError
     if kind == "E":
         expected = batch.epoch if batch.epoch is not None else -1
         return EpochMismatch(name, expected, int(rest[0]))
-    if kind == "M":
+    if kind in ("M", "B"):
         new = [batch.slices[int(j) - 1].value for j in rest[2].split(",")]
-        return TooManySlices(name, int(rest[0]), int(rest[1]), new)
+        return TooManySlices(name, int(rest[0]), int(rest[1]), new, in_bucket=kind == "B")
     return Applied(int(rest[0]), int(rest[1]), replayed=kind == "R")
 
 
@@ -563,6 +585,23 @@ class RedisStore:
         state = await asyncio.to_thread(_summed, found[1]) if buckets > 64 \
             else _summed(found[1])
         return Snapshot(_meta_from(name, found[0]), state)
+
+    async def read_window_slices(self, name: str, buckets: int, value: str | None = None
+                                 ) -> Slices | None:
+        mode = ["all"] if value is None else ["one", value]
+        found = await self._run("read_window", name, [
+            repr(self.clock()), buckets, keys.window_prefix(name), *mode],
+            key_list=[keys.meta(name)])
+        if not found:
+            return None
+        stride = _stride(_pairs(found[0]))
+        if value is None:
+            parts = [(_pairs(slots), sums) for slots, sums in found[1]]
+        else:
+            parts = [({value: "0"}, sums) for slot, sums in found[1] if _text(slot)]
+        states = await asyncio.to_thread(_summed_slices, parts, stride) if buckets > 64 \
+            else _summed_slices(parts, stride)
+        return Slices(_meta_from(name, found[0]), states)
 
     async def read_slices(self, name: str, value: str | None = None) -> Slices | None:
         found = await self._run("read_slices", name, ["" if value is None else value],

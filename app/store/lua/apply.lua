@@ -26,7 +26,10 @@
 -- A session with a window (meta `wb` bucket seconds, `wk` buckets) also adds each applied
 -- batch's sums to its current bucket, the string `<prefix><id>:<floor(now / wb)>`, which
 -- EXPIREs once no window can reach it; meta `wl` is the last bucket written (delete.lua).
--- Whole-state batches are refused ("V") on a windowed session: the service sends runs.
+-- Whole-state batches are refused ("V") on a windowed session: the service sends runs. A
+-- sliced windowed session's bucket also keeps its slices: `<bucket>:slots` (value -> slot in
+-- that bucket) and `<bucket>:slsum` (packed like `slsum`), expiring with the bucket; a bucket
+-- admits at most the session's limit of values too ("B <limit> <have> <j,...>").
 -- Meta field `v` counts the writes of the state (applied batches and resets): a whole-state
 -- batch lands only if no other write came between its read and this script.
 -- State layout (store/state.py): sums are float64 at 8*i of `state`; extremes are a set flag
@@ -108,8 +111,9 @@ local function extreme_run(key, start, count, values, vpos, is_max)
 end
 
 -- A run of target 0 goes to the session's state (and window bucket), of target t to the
--- slot of slice t, `slots[t]`, at that slot's offset in the slices' strings (`stride`).
-local function apply_runs(runs, values, count, bucket_key, slots, stride)
+-- slot of slice t, `slots[t]`, at that slot's offset in the slices' strings (`stride`), and
+-- on a windowed session to its slot in the bucket's slices, `bucket_slots[t]`.
+local function apply_runs(runs, values, count, bucket_key, slots, bucket_slots, stride)
   local pos, vpos = 1, 1
   for _ = 1, count do
     local kind, target, start, n
@@ -121,31 +125,38 @@ local function apply_runs(runs, values, count, bucket_key, slots, stride)
       else extreme_run(ext, start, n, values, vpos, kind == 1) end
     else
       local slot = slots[target]
-      if kind == 0 then add_run(slsum, start + slot * stride[1], n, values, vpos)
+      if kind == 0 then
+        add_run(slsum, start + slot * stride[1], n, values, vpos)
+        if bucket_key then  -- windows hold sums only (the service checks)
+          add_run(bucket_key .. ':slsum', start + bucket_slots[target] * stride[1], n, values,
+                  vpos)
+        end
       else extreme_run(slext, start + slot * stride[2], n, values, vpos, kind == 1) end
     end
     vpos = vpos + n * 8
   end
 end
 
--- The slots of a batch's slice values, admitting the ones the epoch has not seen; or nil
--- and why ("<limit> <have> <j,...>": the new values' positions) past the limit.
-local function admit(values, limit)
+-- The slots of a batch's slice values in `hash` (value -> slot), the new ones numbered
+-- after the others, and the positions of the new ones; or nil and why ("<limit> <have>
+-- <j,...>": the new values' positions) when they would take it past `limit`. Writes nothing:
+-- `admit` does, once every hash the batch touches has room.
+local function plan(hash, values, limit)
   local slots, new = {}, {}
   for j, value in ipairs(values) do
-    local slot = redis.call('HGET', slot_of, value)
+    local slot = redis.call('HGET', hash, value)
     if slot then slots[j] = tonumber(slot) else new[#new + 1] = j end
   end
-  local have = redis.call('HLEN', slot_of)
+  local have = redis.call('HLEN', hash)
   if #new > 0 and have + #new > limit then
     return nil, limit .. ' ' .. have .. ' ' .. table.concat(new, ',')
   end
-  for _, j in ipairs(new) do
-    redis.call('HSET', slot_of, values[j], have)
-    slots[j] = have
-    have = have + 1
-  end
-  return slots
+  for k, j in ipairs(new) do slots[j] = have + k - 1 end
+  return slots, new
+end
+
+local function admit(hash, values, slots, new)
+  for _, j in ipairs(new) do redis.call('HSET', hash, values[j], slots[j]) end
 end
 
 local fields = redis.call('HMGET', meta, 'epoch', 'v', 'id', 'layout', 'wb', 'wk', 'sm', 'ss')
@@ -160,10 +171,10 @@ if bucket_seconds then
   bucket = math.floor(now / bucket_seconds)
   bucket_key = ARGV[5] .. id .. ':' .. string.format('%d', bucket)
 end
-local bucket_written = false
+local bucket_written, bucket_sliced = false, false
 
 -- Apply batch i (its preconditions checked, its slices given their slots); its answer.
-local function land(i, b, slots)
+local function land(i, b, slots, bucket_slots)
   if b.l and not layout then
     layout = b.l
     redis.call('HSET', meta, 'layout', layout)
@@ -179,8 +190,10 @@ local function land(i, b, slots)
       redis.call('SET', slsum, ARGV[6 + 2 * (i - 1)])
     end
   else
-    apply_runs(ARGV[6 + 2 * (i - 1)], ARGV[7 + 2 * (i - 1)], b.r, bucket_key, slots, b.z)
+    apply_runs(ARGV[6 + 2 * (i - 1)], ARGV[7 + 2 * (i - 1)], b.r, bucket_key, slots,
+               bucket_slots, b.z)
     bucket_written = bucket_key ~= nil
+    bucket_sliced = bucket_sliced or (bucket_written and b.s ~= nil)
   end
   version = version + 1
   local answer = epoch .. ' ' .. b.n
@@ -210,9 +223,27 @@ for i, b in ipairs(batches) do
   elseif b.w and (b.w ~= version or bucket_key) then
     out[i] = 'V'
   else
-    local slots, refused = {}, nil
-    if b.s then slots, refused = admit(b.s, slice_limit) end
-    if refused then out[i] = 'M ' .. refused else out[i] = land(i, b, slots) end
+    -- Slice values: admitted to the epoch and, on a windowed session, to the current bucket
+    -- (each keeps at most the session's limit), or the batch is refused ("M", "B").
+    local slots, bucket_slots, new, bucket_new, refused = {}, {}, {}, {}, nil
+    if b.s then
+      slots, new = plan(slot_of, b.s, slice_limit)
+      if not slots then
+        refused = 'M ' .. new
+      elseif bucket_key then
+        bucket_slots, bucket_new = plan(bucket_key .. ':slots', b.s, slice_limit)
+        if not bucket_slots then refused = 'B ' .. bucket_new end
+      end
+    end
+    if refused then
+      out[i] = refused
+    else
+      if b.s then
+        admit(slot_of, b.s, slots, new)
+        if bucket_key then admit(bucket_key .. ':slots', b.s, bucket_slots, bucket_new) end
+      end
+      out[i] = land(i, b, slots, bucket_slots)
+    end
   end
 end
 
@@ -223,6 +254,10 @@ if bucket_written then
   -- Gone once bucket + buckets begins: no window reaches it then.
   local left = math.max(1, math.ceil((bucket + buckets) * bucket_seconds - now))
   redis.call('EXPIRE', bucket_key, left)
+  if bucket_sliced then
+    redis.call('EXPIRE', bucket_key .. ':slots', left)
+    redis.call('EXPIRE', bucket_key .. ':slsum', left)
+  end
   redis.call('HSET', meta, 'wl', string.format('%d', bucket))
 end
 local ttl = redis.call('HGET', meta, 'ttl')

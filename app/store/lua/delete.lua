@@ -1,4 +1,5 @@
--- delete: remove a session with all its state, history, idempotency keys and window buckets.
+-- delete: remove a session with all its state, history, idempotency keys and window buckets
+-- (with their slices).
 -- KEYS: meta, state, ext, history, idem, idemx (the session's keys, see keys.py)
 -- ARGV[1]: the session's window key prefix (keys.window_prefix).
 -- Returns: 1 if the session existed, else 0. UNLINK frees large values off Redis' main thread.
@@ -9,7 +10,8 @@ local fields = redis.call('HMGET', KEYS[1], 'id', 'wk', 'wl')
 local buckets, last = tonumber(fields[2] or ''), tonumber(fields[3] or '')
 if buckets and last then
   for index = last - buckets + 1, last do
-    redis.call('UNLINK', ARGV[1] .. fields[1] .. ':' .. string.format('%d', index))
+    local bucket = ARGV[1] .. fields[1] .. ':' .. string.format('%d', index)
+    redis.call('UNLINK', bucket, bucket .. ':slots', bucket .. ':slsum')
   end
 end
 redis.call('UNLINK', unpack(KEYS))

@@ -251,8 +251,11 @@ async def test_the_limit_errors_and_identity_through_the_async_client(app_client
     await app_client.update("w", values=values, slices=labels)
     assert (await app_client.result("w", window=60))["result"] == values.sum()
     assert (await app_client.result("w", slice="a"))["result"] == values[labels == "a"].sum()
-    with pytest.raises(InvalidInput):  # windows keep the overall result only
-        await app_client.result("w", slice="a", window=60)
+    both = await app_client.result("w", slice="a", window=60)  # the slice over the window
+    assert (both["window_seconds"], both["result"]) == (60, values[labels == "a"].sum())
+    windowed_slices = await app_client.slices("w", window=60)
+    assert windowed_slices["slices"] == {"a": values[labels == "a"].sum(),
+                                         "b": values[labels == "b"].sum()}
 
     await app_client.create("plain", "AUC")
     with pytest.raises(InvalidInput):

@@ -179,13 +179,16 @@ def test_result_variables_and_slices_address_a_slice_by_query_parameter():
     client.variables("s", slice="fr")
     client.variables("s")
     client.slices("s")
+    client.slices("s", window=900)
+    client.result("s", slice="fr", window=900)
     sent = [(r.url.path, dict(r.url.params)) for r in script.requests]
     assert sent == [
         ("/v1/sessions/s/result", {"slice": "fr"}), ("/v1/sessions/s/result", {"slice": "3"}),
         ("/v1/sessions/s/result", {"slice": "a&b=c/é ?"}),
         ("/v1/sessions/s/result", {"slice": "4"}),
         ("/v1/sessions/s/variables", {"slice": "fr"}), ("/v1/sessions/s/variables", {}),
-        ("/v1/sessions/s/slices", {}),
+        ("/v1/sessions/s/slices", {}), ("/v1/sessions/s/slices", {"window": "900"}),
+        ("/v1/sessions/s/result", {"window": "900", "slice": "fr"}),
     ]
     assert all(r.method == "GET" for r in script.requests)
 

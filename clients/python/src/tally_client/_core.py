@@ -265,15 +265,17 @@ def merge(name: str, variables: Mapping[str, Any], *, epoch: int | None = None,
 
 def result(name: str, *, window: int | float | None = None,
            slice: SliceValue | None = None) -> Call[dict[str, Any]]:
-    """The result document; `window` (seconds) or `slice` select a windowed or sliced one
-    (the service answers both together with a 422: windows keep the overall result only)."""
+    """The result document; `window` (seconds) and/or `slice` select a windowed or sliced
+    one (both: that slice's result over the window, on a sliced windowed session)."""
     return Call("GET", _session(name, "/result"), _document,
                 params=_without_none(window=window, slice=slice_value(slice)) or None)
 
 
-def slices(name: str) -> Call[dict[str, Any]]:
-    """`{"name", "epoch", "slices": {"<value>": <result>, ...}}`: every slice of the epoch."""
-    return Call("GET", _session(name, "/slices"), _document)
+def slices(name: str, *, window: int | float | None = None) -> Call[dict[str, Any]]:
+    """`{"name", "epoch", "slices": {"<value>": <result>, ...}}`: every slice of the epoch,
+    or with `window` (seconds) every slice of that window (`"window_seconds"` too)."""
+    return Call("GET", _session(name, "/slices"), _document,
+                params=_without_none(window=window) or None)
 
 
 def variables(name: str, *, slice: SliceValue | None = None) -> Call[dict[str, Any]]:

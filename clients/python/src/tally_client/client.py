@@ -136,9 +136,10 @@ class TallyClient:
         epoch has not seen it)."""
         return self._run(_core.result(name, window=window, slice=slice))
 
-    def slices(self, name: str) -> Json:
-        """`{"name", "epoch", "slices": {"<value>": <result>, ...}}` (values as strings)."""
-        return self._run(_core.slices(name))
+    def slices(self, name: str, *, window: float | None = None) -> Json:
+        """`{"name", "epoch", "slices": {"<value>": <result>, ...}}` (values as strings); with
+        `window` (seconds), over that window of a windowed session."""
+        return self._run(_core.slices(name, window=window))
 
     def variables(self, name: str, *, slice: SliceValue | None = None) -> Json:
         """`{"name", "epoch", "variables"}`: the overall state's, or with `slice` that
@@ -244,8 +245,8 @@ class AsyncTallyClient:
                      slice: SliceValue | None = None) -> Json:
         return await self._run(_core.result(name, window=window, slice=slice))
 
-    async def slices(self, name: str) -> Json:
-        return await self._run(_core.slices(name))
+    async def slices(self, name: str, *, window: float | None = None) -> Json:
+        return await self._run(_core.slices(name, window=window))
 
     async def variables(self, name: str, *, slice: SliceValue | None = None) -> Json:
         return await self._run(_core.variables(name, slice=slice))
