@@ -16,7 +16,6 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
 import orjson
 
 from app.errors import TallyError
@@ -89,16 +88,6 @@ def _past_limit(name: str, held: dict[str, State], batch: Batch, limit: int,
     if new and len(held) + len(new) > limit:
         return TooManySlices(name, limit, len(held), new, in_bucket)
     return None
-
-
-def _add_state(total: State, part: State) -> None:
-    """Add a bucket's sums into `total` (windows hold sums only: the service refuses a window
-    for a metric with max/min variables)."""
-    if part.sums.size > total.sums.size:
-        grown = np.zeros(part.sums.size)
-        grown[:total.sums.size] = total.sums
-        total.sums = grown
-    total.sums[:part.sums.size] += part.sums
 
 
 class MemoryStore:
@@ -239,7 +228,7 @@ class MemoryStore:
             last = window.bucket_at(self.clock())
             for index in range(last - buckets + 1, last + 1):
                 if index in session.buckets:
-                    _add_state(total, session.buckets[index].state)
+                    total.add_sums(session.buckets[index].state)
         return Snapshot(_copy(session.meta), total)
 
     async def read_window_slices(self, name: str, buckets: int, value: str | None = None
@@ -255,7 +244,7 @@ class MemoryStore:
                 held = session.buckets[index].slices if index in session.buckets else {}
                 for slice_value, state in held.items():
                     if value is None or slice_value == value:
-                        _add_state(total.setdefault(slice_value, State()), state)
+                        total.setdefault(slice_value, State()).add_sums(state)
         return Slices(_copy(session.meta), total)
 
     async def read_slices(self, name: str, value: str | None = None) -> Slices | None:

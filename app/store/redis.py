@@ -200,19 +200,8 @@ def _summed_slices(buckets: list[tuple[dict[str, str], bytes]], stride: tuple[in
     total: dict[str, State] = {}
     for slots, sums in buckets:
         for value, state in _slice_states(slots, sums, b"", stride).items():
-            if value in total:
-                _add_sums(total[value], state)
-            else:
-                total[value] = State(state.sums.copy())
+            total.setdefault(value, State()).add_sums(state)
     return total
-
-
-def _add_sums(total: State, part: State) -> None:
-    if part.sums.size > total.sums.size:
-        grown = np.zeros(part.sums.size)
-        grown[:total.sums.size] = total.sums
-        total.sums = grown
-    total.sums[:part.sums.size] += part.sums
 
 
 def _stride(meta: dict[str, str]) -> tuple[int, int]:

@@ -111,6 +111,11 @@ class State:
         self.sums = _grown(self.sums, int(idx.max()) + 1, 0.0)
         self.sums[idx] += runs.values
 
+    def add_sums(self, other: State) -> None:
+        """Add another state's sums (window buckets: they hold sums only)."""
+        self.sums = _grown(self.sums, other.sums.size, 0.0)
+        self.sums[:other.sums.size] += other.sums
+
     def extreme(self, runs: Runs, kind: str) -> None:
         """Max (`kind="max"`) or min the runs into the extremes; NaN wins, as in the stores."""
         if not len(runs):
