@@ -617,8 +617,9 @@ class Sessions:
                                 self.metrics.borrow(s.meta.metric, s.meta.args))
                         result = engine.result_json(metrics[key], s.state, s.meta.layout)
                         self.results.put(s.meta, s.state, result)
+                    sliced = {} if s.meta.slices is None else {"slices": {"max": s.meta.slices}}
                     out.append({"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
-                                "result": result})
+                                "result": result, **sliced})
                 return out
 
         heavy = sum(s.state.elements for s, r in listed if r is MISS) > OFFLOAD_STATE_ELEMENTS

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(100, ge=1, le=10_000)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
     metrics_max_sessions: int = Field(1000, ge=0)  # sessions exported by GET /metrics
+    metrics_max_slice_series: int = Field(10_000, ge=0)  # slice results GET /metrics exports
     # Time windows: buckets per session, and the numbers its buckets may hold together
     # (buckets x state elements), checked at create and at a lazy metric's first batch (422).
     max_window_buckets: int = Field(1440, ge=1, le=100_000)

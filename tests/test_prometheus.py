@@ -536,3 +536,46 @@ def test_a_collection_session_exports_one_series_per_member():
     # F1Score's result is a per-class array: not a scalar series, like any array result.
     assert members == {"precision": answered["precision"], "recall": answered["recall"]}
     assert by_session(text, "tally_session_epoch")["run7.val"] == 0
+
+
+def test_each_slice_of_a_sliced_session_is_a_series(api_store):
+    with make_client(api_store) as client:
+        assert client.put("/v1/sessions/shop.auc", json={
+            "metric": "AUC", "slices": {"max": 5}}).status_code == 201
+        assert client.put("/v1/sessions/shop.c", json={
+            "metrics": [{"metric": "Precision"}, {"metric": "Recall"}],
+            "slices": {"max": 5}}).status_code == 201
+        batch = {"y_true": [1, 0, 1, 0, 1, 1], "y_pred": [0.9, 0.4, 0.35, 0.2, 0.8, 0.7],
+                 "slices": ["fr", "fr", "de", "de", 3, "fr"]}
+        for name in ("shop.auc", "shop.c"):
+            assert client.post(f"/v1/sessions/{name}/update", json=batch).status_code == 200
+        answered = {name: client.get(f"/v1/sessions/{name}/slices").json()["slices"]
+                    for name in ("shop.auc", "shop.c")}
+        text = client.get("/metrics").text
+    found = {(s.labels["session"], s.labels["slice"], s.labels.get("member", "")): s.value
+             for s in samples(text, "tally_slice_result")}
+    expected = {("shop.auc", value, ""): result
+                for value, result in answered["shop.auc"].items()}
+    expected |= {("shop.c", value, member): result
+                 for value, results in answered["shop.c"].items()
+                 for member, result in results.items()}
+    assert found == expected
+    assert {s.labels["metric"] for s in samples(text, "tally_slice_result")
+            if s.labels["session"] == "shop.auc"} == {"AUC"}
+    [flag] = samples(text, "tally_slices_truncated")
+    assert flag.value == 0.0
+
+
+def test_past_the_slice_limit_the_first_slice_results_are_exported_and_it_says_so():
+    with make_client(metrics_max_slice_series=3) as client:
+        client.put("/v1/sessions/a", json={"metric": "Mean", "slices": {"max": 9}})
+        client.put("/v1/sessions/b", json={"metric": "Mean", "slices": {"max": 9}})
+        for name in ("a", "b"):
+            client.post(f"/v1/sessions/{name}/update",
+                        json={"values": [1.0, 2.0], "slices": ["x", "y"]})
+        text = client.get("/metrics").text
+    exported = [(s.labels["session"], s.labels["slice"])
+                for s in samples(text, "tally_slice_result")]
+    assert exported == [("a", "x"), ("a", "y"), ("b", "x")]
+    [flag] = samples(text, "tally_slices_truncated")
+    assert flag.value == 1.0

@@ -8,6 +8,10 @@ Two kinds of series:
   every session, at most `TALLY_METRICS_MAX_SESSIONS` sessions in name order
   (`tally_sessions_truncated` says when more exist), and `tally_store_up` (0 when the store
   did not answer: the request series are still served, so a scrape shows the outage).
+- Slices of those sessions: `tally_slice_result{session,metric,slice}` (a collection's
+  members as `{session,member,slice}`), one read per sliced session, at most
+  `TALLY_METRICS_MAX_SLICE_SERIES` samples in all (`tally_slices_truncated` says when more
+  exist): a slice per country of a few sessions, not an unbounded label.
 - Requests, counted by `HttpMetricsMiddleware` in the process that serves them:
   `tally_http_requests_total{method,route,status}`,
   `tally_http_request_duration_seconds{method,route}` (a histogram) and
@@ -185,20 +189,23 @@ def scalar(value: Any) -> float | None:
     return float(value)
 
 
-def result_samples(entry: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], float]]:
-    """The labels and values of `tally_session_result` for one listing entry: one sample for
-    a single metric; one per member when the result is an object of member results (a metric
-    collection)."""
-    name, result = entry["name"], entry["result"]
+def result_samples(entry: Mapping[str, Any], result: Any = None,
+                   extra: Mapping[str, str] | None = None
+                   ) -> Iterator[tuple[dict[str, str], float]]:
+    """The labels and values of `tally_session_result` for one listing entry (or, with
+    `result` and `extra` labels, of one of its slices): one sample for a single metric; one
+    per member when the result is an object of member results (a metric collection)."""
+    name = entry["name"]
+    result = entry["result"] if extra is None else result
     if isinstance(result, Mapping):
         for member, value in result.items():
             number = scalar(value)
             if number is not None:
-                yield {"session": name, "member": str(member)}, number
+                yield {"session": name, "member": str(member), **(extra or {})}, number
         return
     number = scalar(result)
     if number is not None:
-        yield {"session": name, "metric": str(entry.get("metric", ""))}, number
+        yield {"session": name, "metric": str(entry.get("metric", "")), **(extra or {})}, number
 
 
 @dataclass
@@ -229,6 +236,47 @@ async def exported_sessions(sessions: Sessions, limit: int, grant_prefix: str) -
         if exc.status < 500:
             raise
         return SessionPage(entries, store_up=False)
+
+
+@dataclass
+class SliceSamples:
+    """The slice results a scrape exports, and whether more exist."""
+
+    samples: list[tuple[dict[str, str], float]]
+    truncated: bool = False
+
+
+async def exported_slices(sessions: Sessions, page: SessionPage, limit: int) -> SliceSamples:
+    """The slices' results of the exported sessions that are sliced, in name order, at most
+    `limit` samples. A session gone (or a store failing) since the listing is skipped: the
+    session series of this scrape already say what is there."""
+    out: list[tuple[dict[str, str], float]] = []
+    for entry in page.entries:
+        if not entry.get("slices") or not page.store_up:
+            continue
+        try:
+            found = await sessions.slices(entry["name"])
+        except TallyError:
+            continue
+        for value, result in found["slices"].items():
+            for sample in result_samples(entry, result, {"slice": value}):
+                if len(out) == limit:
+                    return SliceSamples(out, truncated=True)
+                out.append(sample)
+    return SliceSamples(out)
+
+
+def slice_families(slices: SliceSamples, limit: int) -> list[Metric]:
+    cut = (f" Truncated: only the first {limit} samples are exported "
+           "(TALLY_METRICS_MAX_SLICE_SERIES)." if slices.truncated else "")
+    result = Metric("tally_slice_result", "Each slice's current result in a sliced session; "
+                    "NaN when undefined; a collection's members by member." + cut, "gauge")
+    for labels, value in slices.samples:
+        result.add_sample("tally_slice_result", labels, value)
+    truncated = GaugeMetricFamily("tally_slices_truncated", "1 when more slice results exist "
+                                  "than TALLY_METRICS_MAX_SLICE_SERIES and only the first are "
+                                  "exported", value=float(slices.truncated))
+    return [result, truncated]
 
 
 def session_families(page: SessionPage, limit: int) -> list[Metric]:
@@ -290,9 +338,13 @@ EXPOSITION: dict[int | str, dict[str, Any]] = {
 async def metrics(request: Request, sessions: SessionsDep, settings: SettingsDep,
                   grant: Read) -> Response:
     """Prometheus series: each session's result and epoch (those the token's prefix covers, at
-    most TALLY_METRICS_MAX_SESSIONS), and the service's request counts and latencies."""
+    most TALLY_METRICS_MAX_SESSIONS), their slices' results (at most
+    TALLY_METRICS_MAX_SLICE_SERIES), and the service's request counts and latencies."""
     limit = settings.metrics_max_sessions
     page = await exported_sessions(sessions, limit, grant.prefix if grant else "")
-    registry = scrape_registry(request.app.state.http_metrics, session_families(page, limit))
+    slices = await exported_slices(sessions, page, settings.metrics_max_slice_series)
+    families = session_families(page, limit) + slice_families(
+        slices, settings.metrics_max_slice_series)
+    registry = scrape_registry(request.app.state.http_metrics, families)
     encode, content_type = choose_encoder(request.headers.get("accept", ""))
     return Response(encode(registry), media_type=content_type)

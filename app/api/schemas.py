@@ -92,6 +92,8 @@ class SessionSummary(BaseModel):
     metrics: list[str] | SkipJsonSchema[None] = Field(None, description=METRICS)
     epoch: int
     result: Nested
+    slices: SlicesSpec | SkipJsonSchema[None] = Field(
+        None, description="a sliced session: its slice limit (GET .../slices has the results)")
 
 
 class SessionList(BaseModel):
