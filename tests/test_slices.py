@@ -24,9 +24,9 @@ from app.settings import Settings
 from app.slicing import MAX_SLICE_CHARS, from_fields
 from app.store.redis import RedisStore
 from tests.cases import batches
+from tests.clock import OFFSETS, START, WINDOW, B, FakeClock, K, inside
 from tests.collection_cases import KerasCollection
 from tests.oracle import assert_close, json_array, keras_metric, keras_update, keras_variables
-from tests.test_windows import OFFSETS, START, B, FakeClock, K, inside
 
 METRICS = [("Precision", {}, "binary"), ("AUC", {"num_thresholds": 50}, "binary"),
            ("AUC", {"curve": "PR", "multi_label": True}, "binary"),
@@ -519,7 +519,6 @@ def test_one_long_value_among_many_short_ones(client):
 
 
 # -- windowed slices -------------------------------------------------------------------------
-WINDOW = {"bucket_seconds": B, "buckets": K}
 
 
 @pytest.fixture

@@ -21,31 +21,15 @@ from app.service import MAX_WINDOW_SECONDS, Sessions
 from app.settings import Settings
 from app.store import keys
 from tests.cases import batches
+from tests.clock import OFFSETS, START, WINDOW, B, FakeClock, K, inside
 from tests.collection_cases import KerasCollection
 from tests.oracle import assert_close, json_array, keras_metric, keras_update, tally_inputs
-
-B, K = 60, 4  # the windows of these tests: 4 buckets of a minute
-START = 1_800_000_000.0  # a bucket boundary (a multiple of 60)
-#: When each batch of a test is applied (seconds after START): two in the first bucket, one
-#: alone, a bucket with none, a bucket that holds the last three.
-OFFSETS = [0.0, 59.9, 60.0, 185.5, 200.0, 239.99]
-WINDOW = {"bucket_seconds": B, "buckets": K}
 
 METRICS = [("Precision", {}, "binary"), ("AUC", {"num_thresholds": 50}, "binary"),
            ("AUC", {"curve": "PR", "multi_label": True}, "binary"),
            ("MeanSquaredError", {}, "regression"), ("SparseCategoricalAccuracy", {}, "sparse"),
            ("Mean", {}, "values"), ("F1Score", {"average": "macro"}, "binary"),
            ("R2Score", {}, "regression")]
-
-
-class FakeClock:
-    """Unix seconds that a test moves by hand."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def keras_over(name: str, config: dict[str, Any], chosen: list[dict[str, Any]],
@@ -60,14 +44,6 @@ def keras_over(name: str, config: dict[str, Any], chosen: list[dict[str, Any]],
     for batch in chosen:
         keras_update(reference, batch)
     return np.asarray(reference.result())
-
-
-def inside(times: list[float], now: float, seconds: int) -> list[int]:
-    """The positions of the times in the window of `seconds` ending with the bucket of `now`:
-    bucket floor(t / B) within the last seconds / B buckets (computed here, not by Tally)."""
-    current = math.floor(now / B)
-    return [i for i, t in enumerate(times) if current - seconds // B < math.floor(t / B)
-            <= current]
 
 
 @pytest.fixture
