@@ -1,16 +1,14 @@
 """Real uvicorn processes of the service (several, with several workers), for tests that
-must cross real HTTP and real process boundaries."""
+must cross real HTTP and real process boundaries, and restart them (`kill`, then `start`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
-
-import httpx
 
 from tests.redis_servers import free_port
+from tests.served import terminate, wait_until_ready
 
 
 class LiveServer:
@@ -31,17 +29,8 @@ class LiveServer:
              "warning"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
-            time.sleep(0.1)
-        raise RuntimeError("uvicorn did not become ready")
+        wait_until_ready(self.url, self.process, lambda: "(output not kept)", within=60)
+        return self
 
     def kill(self) -> None:
         """SIGKILL, as a crash or an OOM kill would: no graceful shutdown."""
@@ -52,10 +41,5 @@ class LiveServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process, timeout=15)
             self.process = None

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -42,18 +44,8 @@ class Served:
         return cls([TALLY, "serve", "--port", str(port), *options], port, clean_env(**env))
 
     def ready(self) -> Served:
-        deadline = time.monotonic() + READY_WITHIN
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited ({self.process.returncode}):\n"
-                                     f"{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"the server did not become ready:\n{self.output()}")
+        wait_until_ready(self.url, self.process, self.output)
+        return self
 
     def output(self) -> str:
         self._log.seek(0)
@@ -64,11 +56,33 @@ class Served:
         return self.process.wait(timeout=READY_WITHIN)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self._log.close()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[Any], output: Callable[[], str],
+                     within: float = READY_WITHIN) -> None:
+    """Until `url`'s /readyz answers 200; an AssertionError with the server's output if the
+    process exits first or `within` seconds pass (a bound, not a timing check)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited ({process.returncode}):\n{output()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server did not become ready:\n{output()}")
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM (a graceful shutdown), then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
