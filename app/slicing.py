@@ -5,9 +5,11 @@ per sample along the first axis (`"slices": [v, ...]`). A value is a string of 1
 MAX_SLICE_CHARS characters without control characters, or an integer, which names the same
 slice as its decimal string (so `3` and `"3"` are one slice, in JSON and in `.npz` alike).
 
-Per-sample values are grouped with one `np.unique` (values checked once per distinct value,
-not per sample), and each group's rows are taken from every input: the slice's contribution is
-then the metric's own `update_state` on exactly its samples, as Keras would compute it.
+Per-sample values become their distinct values and one integer code per sample (a dict pass
+over a JSON list, one `np.unique` over an `.npz` array; each distinct value checked once), the
+samples are grouped by one stable sort of the codes, and each group's rows are taken from every
+input: the slice's contribution is then the metric's own `update_state` on exactly its
+samples, as Keras would compute it.
 """
 
 from __future__ import annotations
