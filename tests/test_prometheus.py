@@ -468,12 +468,16 @@ def exported_series() -> dict[str, set[str]]:
     with make_client() as client:
         populate(client)
         send_known_requests(client)
+        client.put("/v1/sessions/run.sliced", json={"metric": "Mean", "slices": {"max": 2}})
+        client.post("/v1/sessions/run.sliced/update", json={"values": [1.0], "slice": "a"})
         text = client.get("/metrics").text
     collection = {"name": "run.c", "metrics": ["Precision"], "epoch": 0,
                   "result": {"precision": 0.5}}  # member labels: a collection's result
     registry = CollectorRegistry()
     registry.register(prometheus.Families(prometheus.session_families(
-        prometheus.SessionPage([collection]), 1)))
+        prometheus.SessionPage([collection]), 1) + prometheus.slice_families(
+        prometheus.SliceSamples(list(prometheus.result_samples(
+            collection, {"precision": 0.5}, {"slice": "a"}))), 1)))
     text += generate_latest(registry).decode()
     series: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
