@@ -15,7 +15,7 @@ import copy
 import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +33,12 @@ def to_snake_case(name: str) -> str:
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def ranks_at_least(inputs: Mapping[str, np.ndarray], rank: int) -> bool:
+    """Every input has at least `rank` axes (for `Metric.merges_along_batch`: a metric that
+    reduces the last axis keeps the batch axis only when there is another one)."""
+    return all(array.ndim >= rank for array in inputs.values())
 
 
 def _initial_array(initializer: Any, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -265,6 +271,16 @@ class Metric:
 
     def result(self) -> Any:
         raise NotImplementedError
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        """Whether `update_state` on batches of these shapes concatenated along axis 0 adds
+        exactly what separate updates add (every sample counts on its own; nothing reduces
+        the batch axis). The service then computes concurrent small updates of a session as
+        one (`app/merging.py`). False unless a metric family declares it, for the input
+        ranks where it holds: Keras' `MeanSquaredError` of 1-D input, for one, is the mean
+        of a whole batch counted as one sample. tests/test_merging.py checks every
+        declaration against separate updates."""
+        return False
 
     def unbuilt_result(self) -> Any:
         """The result of a lazy metric before its first batch fixed its layout: None (Keras

@@ -26,7 +26,7 @@ never changes under it, whatever later versions declare.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -266,6 +266,9 @@ class MetricCollection(Metric):
     def reset_state(self) -> None:
         for member in self.members:
             member.metric.reset_state()
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return all(m.metric.merges_along_batch(inputs) for m in self.members)
 
     def get_config(self) -> dict[str, Any]:
         return {"metrics": [{"class_name": m.class_name, "config": m.metric.get_config()}

@@ -7,12 +7,13 @@ The counting itself (thresholds, top_k, class_id, weights) is `confusion_utils`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from app.metrics import ops
-from app.metrics.base import Metric
+from app.metrics.base import Metric, ranks_at_least
 from app.metrics.confusion_utils import (
     NEG_INF,
     STATE_DTYPE,
@@ -59,6 +60,9 @@ class _ConfusionMatrixConditionCount(Metric):
 
     def result(self) -> Any:
         return _per_threshold(self.accumulator.value, len(self.thresholds))
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return True  # each element is compared with the thresholds on its own
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "thresholds": self.init_thresholds}
@@ -145,6 +149,10 @@ class _TopKRatio(Metric):
         tp = self.true_positives.value
         ratio = ops.divide_no_nan(tp, tp + self._other_variable.value)
         return _per_threshold(ratio, len(self.thresholds))
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        # top_k and class_id pick along the last axis: the batch axis only if it is the last.
+        return (self.top_k is None and self.class_id is None) or ranks_at_least(inputs, 2)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
-from app.metrics.base import Metric, Variable
+from app.metrics.base import Metric, Variable, ranks_at_least
 from app.metrics.confusion_utils import (
     STATE_DTYPE,
     ConfusionMatrix,
@@ -395,6 +395,9 @@ class AUC(Metric):
         return ops.divide_no_nan(np.sum(by_label * self.label_weights),
                                  np.sum(self.label_weights))
 
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return True  # each element (each row, with multi_label) is counted on its own
+
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
             **super().get_config(),
@@ -473,6 +476,10 @@ class _SensitivitySpecificityBase(Metric):
         # A Python float against float32 compares in float32 in Keras (numpy and JAX alike).
         feasible = constrained >= _F32(self.value)
         return np.max(np.where(feasible, dependent, _F32(0)), initial=_F32(0))
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        # class_id picks a column of the last axis: the batch axis only if it is not the last.
+        return self.class_id is None or ranks_at_least(inputs, 2)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -23,13 +23,14 @@ Behaviour worth knowing (all as in Keras):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
-from app.metrics.base import Metric
+from app.metrics.base import Metric, ranks_at_least
 
 AVERAGES = (None, "micro", "macro", "weighted")
 
@@ -173,6 +174,9 @@ class FBetaScore(Metric):
         if self.average is not None:  # micro (a scalar already) or macro
             return ops.mean(score)
         return score
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return ranks_at_least(inputs, 2)  # per-class sums over rows
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "average": self.average,

@@ -60,7 +60,7 @@ Sample weights: a scalar (or any single-element array), or exactly one weight pe
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,13 @@ import numpy as np
 from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
 from app.metrics.accuracy import validate_flag, validate_threshold
-from app.metrics.base import FLOAT_DTYPES, INT_DTYPES, Metric, validate_dtype
+from app.metrics.base import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    Metric,
+    ranks_at_least,
+    validate_dtype,
+)
 from app.metrics.limits import MAX_IOU_CLASSES
 from app.metrics.probabilistic import validate_axis, validate_ignore_class
 
@@ -236,6 +242,12 @@ class IoU(_IoUBase):
         eps = np.float32(ops.EPSILON)
         iou = np.where(valid, tp / (denominator + eps), np.float32(0))
         return np.sum(iou, dtype=np.float32) / (np.float32(np.count_nonzero(valid)) + eps)
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        # Sparse input is counted element by element; one-hot input takes an argmax along
+        # `axis`, which must not be the batch axis.
+        return (self.sparse_y_true and self.sparse_y_pred) or (
+            ranks_at_least(inputs, 2) and self.axis == -1)
 
     def get_config(self) -> dict[str, Any]:
         return self._config(

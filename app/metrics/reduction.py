@@ -3,7 +3,7 @@ state is a weighted total and a count (accuracy, regression, probabilistic, hing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,9 @@ class Sum(Metric):
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         values, _ = ops.reduce_to_samplewise_values(values, sample_weight, ops.total, self.dtype)
         self.total.assign_add(ops.total(values))
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return True
 
     def result(self) -> Any:
         return np.asarray(self.total.value, dtype=self.dtype)
@@ -47,6 +50,9 @@ class Mean(Metric):
         else:
             num_samples = 1
         self.count.assign_add(num_samples)
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return True  # per-sample values, counted by samples (or their weights)
 
     def result(self) -> Any:
         return ops.divide_no_nan(self.total.value, self.count.value)
@@ -86,6 +92,9 @@ class MeanMetricWrapper(Mean):
                 sample_weight = weight * mask
             values = values.values
         super().update_state(values, sample_weight=sample_weight)
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return False  # `fn` may reduce the batch axis (the last axis of 1-D input)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}

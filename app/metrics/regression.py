@@ -11,6 +11,7 @@ docstring).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -268,6 +269,9 @@ class R2Score(Metric):
             if p < n - 1:  # otherwise Keras warns and falls back to the plain score
                 score = 1 - (1 - score) * (n - 1) / (n - p - 1)
         return score
+
+    def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        return True  # sums over rows, per output
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype,
