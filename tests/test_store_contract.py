@@ -14,8 +14,10 @@ from app.store.base import (
     Applied,
     Batch,
     EpochMismatch,
+    Joined,
     KeyBoundElsewhere,
     LayoutMismatch,
+    MergedKeySeen,
     SessionMeta,
     SessionNotFound,
     StaleSession,
@@ -95,6 +97,51 @@ async def test_epoch_precondition_and_replay(store):
     # a retry after the reset still answers like the first and adds nothing
     assert await store.apply(name, [ok]) == [Applied(0, 2, replayed=True)]
     assert await sums(store, name) == {}
+
+
+async def test_a_merged_batch_answers_each_of_its_keys(store):
+    """A merged batch (the increments of several requests) lands once; each joined request's
+    key is then answered as its own, with its own samples; a batch without keys merges too."""
+    name = "run1.val.precision"
+    await store.create(meta())
+    merged = Batch(sums=runs({0: 3.0, 1: 1.0}), samples=4, idempotency_key="a", fingerprint="fa",
+                   joined=[Joined("b", "fb", 5), Joined(None, "", 6), Joined("c", "fc", 7)])
+    assert await store.apply(name, [merged]) == [Applied(0, 4)]
+    assert await sums(store, name) == {0: 3.0, 1: 1.0}
+    replays = [Batch(sums=runs({0: 9.0}), samples=n, idempotency_key=k, fingerprint=f)
+               for k, f, n in (("b", "fb", 5), ("c", "fc", 7))]
+    assert await store.apply(name, replays) == [Applied(0, 5, replayed=True),
+                                                 Applied(0, 7, replayed=True)]
+    (other,) = await store.apply(name, [Batch(sums=runs({0: 9.0}), samples=5,
+                                              idempotency_key="b", fingerprint="elsewhere")])
+    assert isinstance(other, KeyBoundElsewhere)
+    keyless = Batch(sums=runs({0: 1.0}), samples=1, joined=[Joined(None, "", 2)])
+    assert await store.apply(name, [keyless]) == [Applied(0, 1)]
+    assert await sums(store, name) == {0: 4.0, 1: 1.0}
+
+
+async def test_a_merged_batch_with_an_answered_key_applies_nothing(store):
+    """If any key a merged batch carries was answered already (the first request's or a joined
+    one's), nothing lands and no key is recorded: the service sends the requests alone."""
+    name = "run1.val.precision"
+    await store.create(meta())
+    await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1, idempotency_key="seen")])
+    for merged in (
+            Batch(sums=runs({0: 5.0}), samples=2, idempotency_key="new1",
+                  joined=[Joined("seen", "", 1)]),
+            Batch(sums=runs({0: 5.0}), samples=1, idempotency_key="seen",
+                  joined=[Joined("new2", "", 2)])):
+        (answer,) = await store.apply(name, [merged])
+        assert isinstance(answer, MergedKeySeen)
+    assert await sums(store, name) == {0: 1.0}
+    fresh = Batch(sums=runs({0: 2.0}), samples=3, idempotency_key="new2")
+    assert await store.apply(name, [fresh]) == [Applied(0, 3)]  # new2 was not recorded
+    late = Batch(sums=runs({0: 5.0}), samples=2, epoch=4, joined=[Joined("new3", "", 1)])
+    (refused,) = await store.apply(name, [late])
+    assert isinstance(refused, EpochMismatch)
+    assert await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1,
+                                          idempotency_key="new3")]) == [Applied(0, 1)]
+    assert await sums(store, name) == {0: 4.0}
 
 
 async def test_idempotency_window_expires(store):

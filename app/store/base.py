@@ -78,6 +78,16 @@ class SliceRuns:
 
 
 @dataclass
+class Joined:
+    """A request whose increments a merged batch carries besides its own (app/merging.py):
+    its key is answered as if it had been applied alone, with its own sample count."""
+
+    idempotency_key: str | None
+    fingerprint: str
+    samples: int
+
+
+@dataclass
 class Batch:
     """One update's (or merge's) increments with its preconditions. A batch of a sliced
     session also carries each slice value's increments (`slices`) and the size of one state
@@ -95,6 +105,10 @@ class Batch:
     layout: str | None = None  # canonical JSON; the first one sticks, others: `LayoutMismatch`
     slices: list[SliceRuns] = field(default_factory=list)
     stride: tuple[int, int] = (0, 0)
+    #: A merged batch: the other requests it carries (`samples` and the key above are the
+    #: first request's). If any of their keys (or the first's) has an answer already, the
+    #: store applies nothing and answers `MergedKeySeen`: the service then sends them alone.
+    joined: list[Joined] = field(default_factory=list)
 
 
 @dataclass
@@ -198,6 +212,14 @@ class TooManySlices(Invalid):
         super().__init__(f"session {name!r} keeps at most {limit} slices {where} has "
                          f"{have}; this batch brings {len(new)} new ([{shown}]), which would "
                          "make more. Nothing was applied")
+
+
+class MergedKeySeen(Conflict):
+    """A merged batch met an Idempotency-Key already answered: nothing was applied, and the
+    service sends its requests one by one (a replay is answered alone)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a merged update of session {name!r} carries a key already answered")
 
 
 class SessionNotFound(NotFound):

@@ -30,6 +30,7 @@ from app.store.base import (
     KeyBoundElsewhere,
     Known,
     LayoutMismatch,
+    MergedKeySeen,
     Page,
     SessionMeta,
     SessionNotFound,
@@ -178,6 +179,8 @@ class MemoryStore:
     def _apply_one(self, session: _Session, batch: Batch, now: float,
                    bucket: _Bucket | None) -> Applied | TallyError:
         name, meta, key = session.meta.name, session.meta, batch.idempotency_key
+        if batch.joined and self._any_answered(session, batch, now):
+            return MergedKeySeen(name)
         prior = session.answers.get(key) if key is not None else None
         if prior is not None and prior.expires > now:
             if prior.fingerprint != batch.fingerprint:
@@ -206,11 +209,23 @@ class MemoryStore:
             for part in batch.slices:
                 _apply_increments(bucket.slices.setdefault(part.value, State()), part)
         answer = Applied(meta.epoch, batch.samples)
+        self._remember(session, key, batch.fingerprint, answer, now)
+        for other in batch.joined:
+            self._remember(session, other.idempotency_key, other.fingerprint,
+                           Applied(meta.epoch, other.samples), now)
+        return answer
+
+    @staticmethod
+    def _any_answered(session: _Session, batch: Batch, now: float) -> bool:
+        keys = [batch.idempotency_key, *(j.idempotency_key for j in batch.joined)]
+        return any((prior := session.answers.get(k)) is not None and prior.expires > now
+                   for k in keys if k is not None)
+
+    def _remember(self, session: _Session, key: str | None, fingerprint: str,
+                  answer: Applied, now: float) -> None:
         if key is not None:
             session.answers.pop(key, None)
-            session.answers[key] = _Answer(answer, batch.fingerprint,
-                                           now + self._idempotency_ttl)
-        return answer
+            session.answers[key] = _Answer(answer, fingerprint, now + self._idempotency_ttl)
 
     async def read(self, name: str) -> Snapshot | None:
         session = self._live(name)

@@ -44,6 +44,7 @@ from app.store.base import (
     KeyBoundElsewhere,
     Known,
     LayoutMismatch,
+    MergedKeySeen,
     Page,
     SessionMeta,
     SessionNotFound,
@@ -146,6 +147,8 @@ def _header(batch: Batch, runs: int, whole_version: int | None = None) -> dict[s
     header.update({k: v for k, v in optional.items() if v is not None})
     if batch.slices:
         header["s"], header["z"] = [part.value for part in batch.slices], list(batch.stride)
+    if batch.joined:
+        header["j"] = [[j.idempotency_key or "", j.fingerprint, j.samples] for j in batch.joined]
     return header
 
 
@@ -224,6 +227,8 @@ def _decode_answer(name: str, batch: Batch, answer: Any) -> Applied | TallyError
         return StaleSession(name)
     if kind == "K":
         return KeyBoundElsewhere(name, batch.idempotency_key or "")
+    if kind == "J":
+        return MergedKeySeen(name)
     if kind == "E":
         expected = batch.epoch if batch.epoch is not None else -1
         return EpochMismatch(name, expected, int(rest[0]))

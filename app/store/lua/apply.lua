@@ -16,12 +16,16 @@
 --          index; count), and their values, packed little-endian doubles; with "w", the whole
 --          new sums string instead (the runs are empty, or with "ns" the slices' whole new
 --          sums string: "ns" lists [value, slot] of the slice values the batch brings,
---          slotted by the service against the state of version "w").
+--          slotted by the service against the state of version "w"); "j": a merged batch's
+--          other requests, [key or "", fingerprint, samples] each, whose keys are answered
+--          as if each had been applied alone.
 -- Returns: one string per batch: "A <epoch> <samples>" applied, "R <epoch> <samples>" replay
 --          of a key's first answer, "K" key bound to another request, "E <epoch>" epoch
 --          precondition failed, "S" the session was re-created since the batch was computed,
 --          "L <layout>" the session's variables were built for another layout, "V" the state
---          changed since a whole-state batch read it, "M <limit> <have> <j,...>" its new slice
+--          changed since a whole-state batch read it, "J" a merged batch carries a key already
+--          answered (nothing applied: the service sends its requests alone),
+--          "M <limit> <have> <j,...>" its new slice
 --          values "s"[j] would take the session past its limit (meta `sm`); or {"missing"}.
 -- A session with a window (meta `wb` bucket seconds, `wk` buckets) also adds each applied
 -- batch's sums to its current bucket, the string `<prefix><id>:<floor(now / wb)>`, which
@@ -173,6 +177,14 @@ if bucket_seconds then
 end
 local bucket_written, bucket_sliced = false, false
 
+-- Record a key's answer (bound to the request's fingerprint) for the idempotency window.
+local function remember(key, fingerprint, answer)
+  redis.call('HSET', idem, key, fingerprint .. ' ' .. answer)
+  redis.call('ZADD', idemx, now_ms + window, key)
+  local excess = math.min(256, redis.call('ZCARD', idemx) - keep)
+  if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
+end
+
 -- Apply batch i (its preconditions checked, its slices given their slots); its answer.
 local function land(i, b, slots, bucket_slots)
   if b.l and not layout then
@@ -197,54 +209,56 @@ local function land(i, b, slots, bucket_slots)
   end
   version = version + 1
   local answer = epoch .. ' ' .. b.n
-  if b.k then
-    redis.call('HSET', idem, b.k, (b.f or '') .. ' ' .. answer)
-    redis.call('ZADD', idemx, now_ms + window, b.k)
-    local excess = math.min(256, redis.call('ZCARD', idemx) - keep)
-    if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
+  if b.k then remember(b.k, b.f or '', answer) end
+  for _, other in ipairs(b.j or {}) do
+    if other[1] ~= '' then remember(other[1], other[2], epoch .. ' ' .. other[3]) end
   end
   return 'A ' .. answer
+end
+
+-- Has any key of merged batch `b` (its own, its joined requests') been answered?
+local function merged_key_seen(b)
+  if b.k and redis.call('HEXISTS', idem, b.k) == 1 then return true end
+  for _, other in ipairs(b.j) do
+    if other[1] ~= '' and redis.call('HEXISTS', idem, other[1]) == 1 then return true end
+  end
+  return false
+end
+
+-- Batch i's answer: applied, or why not (a replayed key, a failed precondition, no room).
+local function answer_for(i, b)
+  if b.j and merged_key_seen(b) then return 'J' end
+  local prior = false
+  if b.k then prior = redis.call('HGET', idem, b.k) end
+  if prior then
+    local fp, answer = string.match(prior, '^(%S*) (.*)$')
+    if fp == (b.f or '') then return 'R ' .. answer end
+    return 'K'
+  end
+  if b.i and b.i ~= id then return 'S' end
+  if b.e and b.e ~= epoch then return 'E ' .. epoch end
+  if b.l and layout and b.l ~= layout then return 'L ' .. layout end
+  if b.w and (b.w ~= version or bucket_key) then return 'V' end
+  -- Slice values: admitted to the epoch and, on a windowed session, to the current bucket
+  -- (each keeps at most the session's limit), or the batch is refused ("M", "B").
+  local slots, bucket_slots, new, bucket_new = {}, {}, {}, {}
+  if b.s then
+    slots, new = plan(slot_of, b.s, slice_limit)
+    if not slots then return 'M ' .. new end
+    if bucket_key then
+      bucket_slots, bucket_new = plan(bucket_key .. ':slots', b.s, slice_limit)
+      if not bucket_slots then return 'B ' .. bucket_new end
+    end
+    admit(slot_of, b.s, slots, new)
+    if bucket_key then admit(bucket_key .. ':slots', b.s, bucket_slots, bucket_new) end
+  end
+  return land(i, b, slots, bucket_slots)
 end
 
 local batches = cjson.decode(ARGV[3])
 local out = {}
 for i, b in ipairs(batches) do
-  local prior = false
-  if b.k then prior = redis.call('HGET', idem, b.k) end
-  if prior then
-    local fp, answer = string.match(prior, '^(%S*) (.*)$')
-    if fp == (b.f or '') then out[i] = 'R ' .. answer else out[i] = 'K' end
-  elseif b.i and b.i ~= id then
-    out[i] = 'S'
-  elseif b.e and b.e ~= epoch then
-    out[i] = 'E ' .. epoch
-  elseif b.l and layout and b.l ~= layout then
-    out[i] = 'L ' .. layout
-  elseif b.w and (b.w ~= version or bucket_key) then
-    out[i] = 'V'
-  else
-    -- Slice values: admitted to the epoch and, on a windowed session, to the current bucket
-    -- (each keeps at most the session's limit), or the batch is refused ("M", "B").
-    local slots, bucket_slots, new, bucket_new, refused = {}, {}, {}, {}, nil
-    if b.s then
-      slots, new = plan(slot_of, b.s, slice_limit)
-      if not slots then
-        refused = 'M ' .. new
-      elseif bucket_key then
-        bucket_slots, bucket_new = plan(bucket_key .. ':slots', b.s, slice_limit)
-        if not bucket_slots then refused = 'B ' .. bucket_new end
-      end
-    end
-    if refused then
-      out[i] = refused
-    else
-      if b.s then
-        admit(slot_of, b.s, slots, new)
-        if bucket_key then admit(bucket_key .. ':slots', b.s, bucket_slots, bucket_new) end
-      end
-      out[i] = land(i, b, slots, bucket_slots)
-    end
-  end
+  out[i] = answer_for(i, b)
 end
 
 if version ~= first_version then
