@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 
 from app.errors import Conflict, InvalidInput, NotFound, TallyError
+from app.merging import PendingUpdate, UpdateMerger, can_merge
 from app.metric_pool import MetricPool, metric_key
 from app.metrics import engine
 from app.metrics.base import Metric
@@ -42,6 +43,8 @@ from app.store.base import (
     Applied,
     Batch,
     ClosedEpoch,
+    Joined,
+    MergedKeySeen,
     SessionMeta,
     SessionNotFound,
     SliceRuns,
@@ -134,7 +137,8 @@ class Sessions:
                  worker_threads: int = 2,
                  max_window_buckets: int = 1440,
                  max_window_elements: int = 4_194_304,
-                 max_slices: int = 1000) -> None:
+                 max_slices: int = 1000,
+                 merge_updates: int = 64) -> None:
         self.store = store
         self.max_slices = max_slices
         self.max_window_buckets = max_window_buckets
@@ -149,6 +153,8 @@ class Sessions:
         #: and listings of unchanged sessions (and reads the store coalesced) skip the math.
         self.results = ResultCache()
         self._threads = anyio.CapacityLimiter(worker_threads)
+        #: Concurrent small updates of a session computed as one batch (1: never).
+        self.merger = UpdateMerger(self._apply_alone, self._apply_merged, merge_updates)
 
     async def _offload(self, heavy: bool, work: Callable[[], T]) -> T:
         """Run `work` in a worker thread when it is heavy, else inline."""
@@ -265,36 +271,90 @@ class Sessions:
     async def update(self, name: str, inputs: dict[str, np.ndarray],
                      sample_weight: np.ndarray | None, epoch: int | None,
                      idempotency_key: str | None, slicing: Slicing | None = None) -> Applied:
+        check_idempotency_key(idempotency_key)
         elements = sum(a.size for a in inputs.values())
         heavy = elements > OFFLOAD_BATCH_ELEMENTS or (
             slicing is not None and len(slicing.values) > OFFLOAD_SLICE_VALUES)
-
-        def batch_for(meta: SessionMeta) -> Batch:
-            with self.metrics.borrow(meta.metric, meta.args) as metric:
-                missing = [k for k in metric.inputs if k not in inputs]
-                extra = [k for k in inputs if k not in metric.inputs]
-                if missing or extra:
-                    raise InvalidInput(
-                        f"{describe(meta)} takes {list(metric.inputs)} (and optional "
-                        f"sample_weight, epoch); missing {missing}, unexpected {extra}")
-                plugins = self._unverified_plugins(meta, metric)
-                if slicing is not None:
-                    self._check_sliceable(meta, slicing, inputs, sample_weight)
-                delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
-                                            check_additive=bool(plugins))
-                for cls in plugins:
-                    self._verified[cls] = self._verified.get(cls, 0) + 1
-                self._check_first_layout(meta, metric, delta)
-                batch = _batch(delta)
-                if slicing is not None:
-                    self._add_slices(batch, metric, meta, delta, slicing, inputs,
-                                     sample_weight)
-            return batch
-
         key_print = "" if idempotency_key is None else fingerprint(
             "update", {**inputs, "sample_weight": sample_weight,
                        **(slicing.fingerprint_arrays() if slicing else {})}, epoch)
+        if slicing is None and not heavy and self.merger.max_updates > 1 \
+                and can_merge(inputs, sample_weight):
+            weights = 0 if sample_weight is None else sample_weight.size
+            return await self.merger.submit(name, PendingUpdate(
+                inputs, sample_weight, epoch, idempotency_key, key_print,
+                engine.count_samples(inputs), elements + weights))
+        batch_for = partial(self._batch_for, inputs=inputs, sample_weight=sample_weight,
+                            slicing=slicing)
         return await self._apply(name, batch_for, epoch, idempotency_key, key_print, heavy)
+
+    def _batch_for(self, meta: SessionMeta, *, inputs: dict[str, np.ndarray],
+                   sample_weight: np.ndarray | None, slicing: Slicing | None) -> Batch:
+        with self.metrics.borrow(meta.metric, meta.args) as metric:
+            return self._compute_batch(meta, metric, inputs, sample_weight, slicing)
+
+    def _compute_batch(self, meta: SessionMeta, metric: Metric, inputs: dict[str, np.ndarray],
+                       sample_weight: np.ndarray | None, slicing: Slicing | None) -> Batch:
+        """One update's batch for the session's metric (borrowed by the caller)."""
+        missing = [k for k in metric.inputs if k not in inputs]
+        extra = [k for k in inputs if k not in metric.inputs]
+        if missing or extra:
+            raise InvalidInput(
+                f"{describe(meta)} takes {list(metric.inputs)} (and optional "
+                f"sample_weight, epoch); missing {missing}, unexpected {extra}")
+        plugins = self._unverified_plugins(meta, metric)
+        if slicing is not None:
+            self._check_sliceable(meta, slicing, inputs, sample_weight)
+        delta = engine.contribution(metric, inputs, sample_weight, meta.layout,
+                                    check_additive=bool(plugins))
+        for cls in plugins:
+            self._verified[cls] = self._verified.get(cls, 0) + 1
+        self._check_first_layout(meta, metric, delta)
+        batch = _batch(delta)
+        if slicing is not None:
+            self._add_slices(batch, metric, meta, delta, slicing, inputs, sample_weight)
+        return batch
+
+    # -- merged updates (app/merging.py) -----------------------------------------------
+    async def _apply_alone(self, name: str, update: PendingUpdate) -> Applied:
+        batch_for = partial(self._batch_for, inputs=update.inputs,
+                            sample_weight=update.sample_weight, slicing=None)
+        return await self._apply(name, batch_for, update.epoch, update.idempotency_key,
+                                 update.fingerprint, False)
+
+    async def _apply_merged(self, name: str, part: list[PendingUpdate]
+                            ) -> Applied | TallyError | None:
+        """Several updates of the session as one batch: the first one's answer, or the error
+        that answers them all; None when they must go alone (see app/merging.py)."""
+        meta = await self._meta(name)
+        first = part[0]
+        inputs = {k: np.concatenate([u.inputs[k] for u in part]) for k in first.inputs}
+        weight = None if first.sample_weight is None else np.concatenate(
+            [u.sample_weight for u in part if u.sample_weight is not None])
+        try:
+            batch = self._merged_batch(meta, inputs, weight)
+        except Exception:  # noqa: BLE001 - one bad batch among them: each goes alone
+            return None
+        if batch is None:
+            return None
+        batch.samples, batch.epoch, batch.session_id = first.samples, first.epoch, meta.id
+        batch.idempotency_key, batch.fingerprint = first.idempotency_key, first.fingerprint
+        batch.joined = [Joined(u.idempotency_key, u.fingerprint, u.samples) for u in part[1:]]
+        (outcome,) = await self.store.apply(name, [batch])
+        if isinstance(outcome, MergedKeySeen | StaleSession | SessionNotFound):
+            return None
+        if batch.layout is not None and meta.layout is None and isinstance(outcome, Applied):
+            meta.layout = orjson.loads(batch.layout)
+        return outcome
+
+    def _merged_batch(self, meta: SessionMeta, inputs: dict[str, np.ndarray],
+                      sample_weight: np.ndarray | None) -> Batch | None:
+        """The batch of concatenated updates, if the session's metric is built in and merges
+        batches of these shapes (else None)."""
+        with self.metrics.borrow(meta.metric, meta.args) as metric:
+            if self._plugin_classes(meta, metric) or not metric.merges_along_batch(inputs):
+                return None
+            return self._compute_batch(meta, metric, inputs, sample_weight, None)
 
     # -- slices ------------------------------------------------------------------------
     def slices_from(self, value: Any) -> int:
@@ -399,13 +459,15 @@ class Sessions:
     def _unverified_plugins(self, meta: SessionMeta, metric: Metric) -> list[type]:
         """The plugin classes (the metric's, or a collection's members') whose first batches
         are still to be checked to be pure increments."""
+        return [cls for cls in self._plugin_classes(meta, metric)
+                if self._verified.get(cls, 0) < PLUGIN_CHECKS]
+
+    def _plugin_classes(self, meta: SessionMeta, metric: Metric) -> list[type]:
+        """The classes of the metric (or of a collection's members) that are not built in."""
         if not isinstance(metric, MetricCollection):  # the hot path: one lookup
-            if self.registry.resolve(meta.metric).builtin:
-                return []
-            return [type(metric)] if self._verified.get(type(metric), 0) < PLUGIN_CHECKS else []
+            return [] if self.registry.resolve(meta.metric).builtin else [type(metric)]
         return [type(m.metric) for m in metric.members
-                if not self.registry.resolve(m.class_name).builtin
-                and self._verified.get(type(m.metric), 0) < PLUGIN_CHECKS]
+                if not self.registry.resolve(m.class_name).builtin]
 
     async def merge(self, name: str, variables: dict[str, Any], epoch: int | None,
                     idempotency_key: str | None, slice_value: str | None = None) -> Applied:

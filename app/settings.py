@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(2, ge=1, le=64)
     redis_replica_acks: int = Field(0, ge=0, le=16)
     group_commit: int = Field(64, ge=1, le=1024)
+    merge_updates: int = Field(64, ge=1, le=1024)  # updates computed as one batch (1: never)
     redis_max_connections: int = Field(100, ge=1, le=10_000)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
     metrics_max_sessions: int = Field(1000, ge=0)  # sessions exported by GET /metrics

@@ -10,15 +10,22 @@ ones failing alone.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
+from app.api.app import create_app
 from app.metrics.collection import build_metric
 from app.metrics.registry import builtin_registry
+from app.settings import Settings
 from tests.cases import CASES, batches
+from tests.oracle import assert_close, json_array, keras_metric, keras_update, keras_variables
 
 os.environ.setdefault("KERAS_BACKEND", "numpy")
 REGISTRY = builtin_registry()
@@ -104,3 +111,158 @@ def test_declarations_cover_the_hot_families():
     assert build_metric(REGISTRY, "Mean", {})[1].merges_along_batch({"values": np.zeros(3)})
     top_k = build_metric(REGISTRY, "Precision", {"top_k": 2})[1]
     assert not top_k.merges_along_batch(one_d) and top_k.merges_along_batch(two_d)
+
+
+# -- the service: merged updates through HTTP ---------------------------------------------------
+@asynccontextmanager
+async def served(store, **settings: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """An HTTP client of the app (in process, so concurrent requests share its event loop as
+    they share a worker's) and the app's `Sessions`."""
+    app = create_app(Settings(**settings), store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tally") as client:
+            yield client, app.state.sessions
+
+
+def _random_batches(metric: str, rng: np.random.Generator, count: int
+                    ) -> list[dict[str, Any]]:
+    """`count` batches of 1-9 samples; the odd-numbered half weighted."""
+    out = []
+    for i in range(count):
+        n = int(rng.integers(1, 10))
+        if metric in ("Mean", "Sum"):
+            batch: dict[str, Any] = {"values": rng.normal(size=n)}
+        elif metric == "MeanIoU":
+            batch = {"y_true": rng.integers(0, 3, n), "y_pred": rng.integers(0, 3, n)}
+        elif metric in ("Recall", "MeanSquaredError"):
+            batch = {"y_true": rng.integers(0, 2, (n, 4)), "y_pred": rng.random((n, 4))}
+        else:
+            batch = {"y_true": rng.integers(0, 2, n), "y_pred": rng.random(n)}
+        if i % 2:
+            batch["sample_weight"] = rng.integers(0, 5, n) / 4
+        out.append({k: np.asarray(v, np.float32).tolist() for k, v in batch.items()})
+    return out
+
+
+METRICS = [("Precision", {}), ("AUC", {"num_thresholds": 50}), ("Mean", {}),
+           ("Recall", {"top_k": 2}), ("MeanIoU", {"num_classes": 3, "dtype": "float32"}),
+           ("MeanSquaredError", {})]
+
+
+@pytest.mark.parametrize(("metric", "config"), METRICS, ids=[m for m, _ in METRICS])
+async def test_concurrent_updates_equal_keras(api_store, metric, config):
+    """48 updates at once, each with its key: every answer is its own (samples), and the
+    session's result and variables equal Keras fed every batch. The metrics that declare
+    merging were merged (else the test would prove nothing about merging)."""
+    rng = np.random.default_rng(len(metric))
+    data = _random_batches(metric, rng, 48)
+    async with served(api_store) as (client, sessions):
+        created = await client.put("/v1/sessions/m", json={"metric": metric, "config": config})
+        assert created.status_code == 201, created.text
+        answers = await asyncio.gather(*(
+            client.post("/v1/sessions/m/update", json=batch, headers={"Idempotency-Key": str(i)})
+            for i, batch in enumerate(data)))
+        for batch, answer in zip(data, answers, strict=True):
+            assert answer.status_code == 200, answer.text
+            samples = len(next(iter(batch.values())))
+            assert answer.json() == {"epoch": 0, "samples": samples}
+        result = (await client.get("/v1/sessions/m/result")).json()["result"]
+        variables = (await client.get("/v1/sessions/m/variables")).json()["variables"]
+        merged = sessions.merger.merged_updates
+    reference = keras_metric(metric, config)
+    for batch in data:
+        keras_update(reference, batch)
+    assert_close(json_array(result), np.asarray(reference.result()), f"{metric} result")
+    theirs = keras_variables(reference)
+    assert [v["name"] for v in variables] == [n for n, _ in theirs]
+    for ours, (name, value) in zip(variables, theirs, strict=True):
+        assert_close(json_array(ours["value"]), value, name)
+    if metric == "MeanSquaredError":  # a wrapped function: never merged (see reduction.py)
+        assert merged == 0
+    else:
+        assert merged >= 24, f"only {merged} of 48 updates were merged"
+
+
+async def post_all(client: httpx.AsyncClient, posts: list[tuple[dict[str, Any], str | None]],
+                   query: str = "") -> list[httpx.Response]:
+    """The updates (body, key) to session `m`, all at once."""
+    return list(await asyncio.gather(*(
+        client.post(f"/v1/sessions/m/update{query}", json=body,
+                    headers={} if key is None else {"Idempotency-Key": key})
+        for body, key in posts)))
+
+
+async def test_retries_inside_merged_batches_count_once(api_store):
+    """Updates merged with their own retries and with retries of updates applied before:
+    every retry is answered as its first answer, every batch counts once."""
+    rng = np.random.default_rng(7)
+    bodies = [{"values": rng.integers(1, 100, 4).astype(float).tolist()} for _ in range(40)]
+    async with served(api_store) as (client, sessions):
+        await client.put("/v1/sessions/m", json={"metric": "Sum"})
+        first = await post_all(client, [(b, f"k{i}") for i, b in enumerate(bodies[:20])])
+        # The first 20 again (some twice in one go), interleaved with 20 new ones.
+        again = [(bodies[i], f"k{i}") for i in range(20)] + [(bodies[3], "k3")]
+        new = [(b, f"k{20 + i}") for i, b in enumerate(bodies[20:])]
+        mixed = [p for pair in zip(again, new, strict=False) for p in pair] + again[len(new):]
+        second = await post_all(client, mixed)
+        total = (await client.get("/v1/sessions/m/result")).json()["result"]
+        merged = sessions.merger.merged_updates
+    assert all(r.status_code == 200 for r in first + second)
+    by_key = {f"k{i}": r.json() for i, r in enumerate(first)}
+    for (_, key), answer in zip(mixed, second, strict=True):
+        if key in by_key:
+            assert answer.json() == by_key[key]
+    assert total == sum(sum(b["values"]) for b in bodies)
+    assert merged >= 20
+
+
+async def test_a_bad_batch_fails_alone(api_store):
+    """A batch the metric refuses (a class id past num_classes) among good ones of the same
+    shape: it alone is a 422; the others land."""
+    rng = np.random.default_rng(11)
+    good = [{"y_true": rng.integers(0, 3, 5).tolist(), "y_pred": rng.integers(0, 3, 5).tolist()}
+            for _ in range(15)]
+    bad = {"y_true": [0, 1, 2, 7, 1], "y_pred": [0, 1, 2, 1, 1]}
+    posts: list[tuple[dict[str, Any], str | None]] = [(b, None) for b in good]
+    posts.insert(6, (bad, "bad"))
+    async with served(api_store) as (client, _):
+        await client.put("/v1/sessions/m", json={"metric": "MeanIoU", "config": {
+            "num_classes": 3, "dtype": "float32"}})
+        answers = await post_all(client, posts)
+        variables = (await client.get("/v1/sessions/m/variables")).json()["variables"]
+        retry = await client.post("/v1/sessions/m/update", json=good[0],
+                                  headers={"Idempotency-Key": "bad"})
+    assert [r.status_code for r in answers] == [200] * 6 + [422] + [200] * 9
+    assert "num_classes" in answers[6].json()["detail"] or "7" in answers[6].json()["detail"]
+    reference = keras_metric("MeanIoU", {"num_classes": 3, "dtype": "float32"})
+    for batch in good:
+        keras_update(reference, batch)
+    assert_close(json_array(variables[0]["value"]), keras_variables(reference)[0][1], "cm")
+    assert retry.status_code == 200  # the refused request's key was never recorded
+
+
+async def test_epoch_preconditions_hold_for_merged_updates(api_store):
+    body = {"y_true": [1, 0, 1], "y_pred": [0.9, 0.2, 0.4]}
+    async with served(api_store) as (client, sessions):
+        await client.put("/v1/sessions/m", json={"metric": "Precision"})
+        await client.post("/v1/sessions/m/reset")
+        stale = await post_all(client, [(body, None)] * 10, "?epoch=0")
+        current = await post_all(client, [(body, None)] * 10, "?epoch=1")
+        variables = (await client.get("/v1/sessions/m/variables")).json()["variables"]
+        merged = sessions.merger.merged_updates
+    assert {r.status_code for r in stale} == {409}
+    assert [r.json() for r in current] == [{"epoch": 1, "samples": 3}] * 10
+    # Per batch only 0.9 is above the 0.5 threshold, and its label is 1: TP 1, FP 0.
+    assert [v["value"] for v in variables] == [[10.0], [0.0]]
+    assert merged == 10
+
+
+async def test_merging_can_be_turned_off(api_store):
+    body = {"values": [1.0, 2.0]}
+    async with served(api_store, merge_updates=1) as (client, sessions):
+        await client.put("/v1/sessions/m", json={"metric": "Sum"})
+        answers = await post_all(client, [(body, None)] * 10)
+        total = (await client.get("/v1/sessions/m/result")).json()["result"]
+        assert sessions.merger.merged_updates == 0
+    assert all(r.status_code == 200 for r in answers) and total == 30.0

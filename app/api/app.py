@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             worker_threads=settings.worker_threads,
             max_window_buckets=settings.max_window_buckets,
             max_window_elements=settings.max_window_elements,
-            max_slices=settings.max_slices)
+            max_slices=settings.max_slices,
+            merge_updates=settings.merge_updates)
         app.state.redis_mode_probe = probe
         log_loaded(plugins)
         if not settings.tokens:
