@@ -162,13 +162,18 @@ def http_part(load: Load, env: dict[str, str], rounds: int = 3) -> list[Row]:
     with private_redis() as redis, ExitStack() as stack:
         bare = stack.enter_context(serving("bare", BARE, {}))
         on_redis = stack.enter_context(tally_on_redis(redis, env))
+        # The same, computing every update alone: what merged updates (app/merging.py) buy.
+        unmerged = stack.enter_context(tally_on_redis(
+            redis, {**env, "TALLY_MERGE_UPDATES": "1"}, name="tally redis unmerged"))
         in_memory = stack.enter_context(serving("tally memory", TALLY, env))
-        fast_stack = check_fast_stack([bare, on_redis, in_memory])
-        for server in (on_redis, in_memory):
+        fast_stack = check_fast_stack([bare, on_redis, unmerged, in_memory])
+        for server in (on_redis, unmerged, in_memory):
             create_session(server)
         runs = interleaved({
             "bare POST": Target(bare, update_url(bare), "post_body.lua", post),
             "redis POST": Target(on_redis, update_url(on_redis), "post_body.lua", post, redis),
+            "unmerged POST": Target(unmerged, update_url(unmerged), "post_body.lua", post,
+                                    redis),
             "memory POST": Target(in_memory, update_url(in_memory), "post_body.lua", post),
             "redis keyed POST": Target(on_redis, update_url(on_redis), "post_idempotent.lua",
                                        [*post, RUN_ID], redis),
@@ -181,6 +186,8 @@ def http_part(load: Load, env: dict[str, str], rounds: int = 3) -> list[Row]:
     rows = [
         ratio_row(f"POST update, Redis ({what})", runs["redis POST"], runs["bare POST"],
                   "bare POST", ">= 0.8x"),
+        ratio_row("POST update, Redis, every update computed alone (TALLY_MERGE_UPDATES=1)",
+                  runs["unmerged POST"], runs["bare POST"], "bare POST"),
         ratio_row("POST update, Redis, own Idempotency-Key per request",
                   runs["redis keyed POST"], runs["bare POST"], "bare POST"),
         ratio_row("POST update, in-memory store", runs["memory POST"], runs["bare POST"],

@@ -488,7 +488,10 @@ def to_array(value: Any, what: str, dtype: type[np.floating[Any]] = np.float32, 
             got = "text" if source.dtype.kind in "US" else f"dtype {source.dtype}"
             raise BadRequest(f"{what} must be numeric (numbers or true/false); got {got}")
         array = source.astype(target, copy=False)
-    if not np.all(np.isfinite(array)):
+        # A finite sum means every value is finite (NaN and inf reach the sum), in one pass
+        # on a small batch's hot path; a sum that overflowed is checked value by value.
+        finite = math.isfinite(array.sum()) or bool(np.isfinite(array).all())
+    if not finite:
         raise _nonfinite(what, target)
     return array
 
