@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
+from fastapi.testclient import TestClient
+from starlette.responses import Response
 
+from app.api import sessions
+from app.api.app import create_app
+from app.api.direct import DirectDispatch
 from app.metrics import engine
 from app.metrics.registry import REGISTRY
+from app.settings import Settings
 from app.store.base import Batch
+from app.store.memory import MemoryStore
 from app.store.redis import RUN, _encode_runs
 from app.store.state import Runs, State, expand
 
@@ -49,3 +57,64 @@ def test_one_run_of_sums_is_encoded_as_the_general_path_encodes_it():
     heads = np.zeros(2, RUN)
     heads["kind"], heads["start"], heads["count"] = [0, 1], [7, 0], [1, 1]
     assert _encode_runs(two) == (heads.tobytes(), np.array([3.0, 9.0], "<f8").tobytes(), 2)
+
+
+# -- DirectDispatch: the hot routes answered before FastAPI's stack ---------------------------
+async def test_hot_routes_skip_the_router_and_the_rest_reach_it():
+    """DirectDispatch answers POST update and GET result itself; every other request goes on
+    to the app behind it (another method, a name with '/', an empty name, other routes, a
+    deployment under a root_path)."""
+    app = create_app(Settings(), store=MemoryStore())
+    reached: list[tuple[str, str]] = []
+
+    async def behind(scope, receive, send):
+        reached.append((scope["method"], scope["path"]))
+        await Response(status_code=299)(scope, receive, send)
+
+    dispatch = DirectDispatch(behind, routes=sessions.router.routes)
+
+    async def with_app(scope, receive, send):  # what Starlette puts in every scope
+        await dispatch({**scope, "app": app}, receive, send)
+
+    async with app.router.lifespan_context(app):
+        await app.state.sessions.create("p", "Precision", {}, None)
+        transport = httpx.ASGITransport(app=with_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            update = await client.post("/v1/sessions/p/update",
+                                       json={"y_true": [1, 0], "y_pred": [0.9, 0.8]})
+            assert update.json() == {"epoch": 0, "samples": 2}
+            result = await client.get("/v1/sessions/p/result")
+            assert result.json()["result"] == 0.5
+            missing = await client.get("/v1/sessions/nope/result")
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/problem+json"
+            assert reached == []
+            others = [("HEAD", "/v1/sessions/p/result"), ("GET", "/v1/sessions/p/update"),
+                      ("POST", "/v1/sessions/a/b/update"), ("GET", "/v1/sessions/p"),
+                      ("POST", "/v1/sessions//update")]
+            for method, path in others:
+                assert (await client.request(method, path)).status_code == 299
+            assert reached == others
+            routed = httpx.ASGITransport(app=with_app, root_path="/tally")
+            async with httpx.AsyncClient(transport=routed, base_url="http://t") as prefixed:
+                await prefixed.get("/tally/v1/sessions/p/result")
+            assert reached[-1] == ("GET", "/tally/v1/sessions/p/result")
+
+
+def test_an_unexpected_error_on_a_hot_route_is_a_500_problem_counted_as_such(monkeypatch):
+    """An exception that is not a TallyError leaves DirectDispatch as it leaves the router:
+    the server error middleware answers the 500 problem, and /metrics counts it by route."""
+    client = TestClient(create_app(Settings(), store=MemoryStore()),
+                        raise_server_exceptions=False)
+    with client:
+        client.put("/v1/sessions/p", json={"metric": "Precision"})
+
+        async def broken(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(client.app.state.sessions, "update", broken)
+        answer = client.post("/v1/sessions/p/update", json={"y_true": [1], "y_pred": [0.9]})
+        assert answer.status_code == 500
+        assert answer.json()["detail"] == "an unexpected error occurred: RuntimeError"
+        metrics = client.get("/metrics").text
+    assert 'route="/v1/sessions/{name}/update",status="500"' in metrics

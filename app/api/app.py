@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import catalogue, dashboard, docs, health, problems, sessions
+from app.api.direct import DirectDispatch
 from app.api.prometheus import HttpMetrics, HttpMetricsMiddleware
 from app.api.prometheus import router as prometheus_router
 from app.metrics.plugins import load_plugins, log_loaded
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.include_router(router)
     app.include_router(prometheus_router)
     app.state.http_metrics = HttpMetrics()
+    app.add_middleware(DirectDispatch, routes=sessions.router.routes)  # inside the metrics
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]
     return app
