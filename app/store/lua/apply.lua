@@ -177,12 +177,13 @@ if bucket_seconds then
 end
 local bucket_written, bucket_sliced = false, false
 
--- Record a key's answer (bound to the request's fingerprint) for the idempotency window.
+-- Record a key's answer (bound to the request's fingerprint) for the idempotency window;
+-- the oldest keys past the session's bound go at the end of the call.
+local remembered = 0
 local function remember(key, fingerprint, answer)
   redis.call('HSET', idem, key, fingerprint .. ' ' .. answer)
   redis.call('ZADD', idemx, now_ms + window, key)
-  local excess = math.min(256, redis.call('ZCARD', idemx) - keep)
-  if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
+  remembered = remembered + 1
 end
 
 -- Apply batch i (its preconditions checked, its slices given their slots); its answer.
@@ -261,6 +262,10 @@ for i, b in ipairs(batches) do
   out[i] = answer_for(i, b)
 end
 
+if remembered > 0 then
+  local excess = math.min(remembered + 256, redis.call('ZCARD', idemx) - keep)
+  if excess > 0 then forget(redis.call('ZRANGE', idemx, 0, excess - 1)) end
+end
 if version ~= first_version then
   redis.call('HSET', meta, 'v', version)
 end
