@@ -7,8 +7,17 @@ always exactly the name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 PREFIX = "tally"
 INDEX = f"{PREFIX}:index"  # sorted set of session names (all scores 0: ordered by name)
+
+
+def around_name(key_of: Callable[[str], str]) -> tuple[str, str]:
+    """What a session's key has before and after its name (a script that composes the keys
+    of many sessions from their names, `read_many.lua`, is given these)."""
+    before, _, after = key_of("\n").partition("\n")  # a name never holds a newline
+    return before, after
 
 
 def _tag(name: str) -> str:

@@ -139,6 +139,11 @@ def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
     return heads.tobytes(), values.tobytes(), len(heads)
 
 
+#: How read_many.lua composes a session's meta, state and ext keys from its name.
+PAGE_KEY_AFFIXES = [part for key_of in (keys.meta, keys.state, keys.extremes)
+                    for part in keys.around_name(key_of)]
+
+
 def _header(batch: Batch, runs: int, whole_version: int | None = None) -> dict[str, Any]:
     """A batch's header as the apply script reads it (see apply.lua)."""
     header: dict[str, Any] = {"n": batch.samples, "r": runs}
@@ -670,12 +675,12 @@ class RedisStore:
         (the script answers 1): the caller holds their state's result."""
         if not names:
             return []
-        key_list = [key for name in names
-                    for key in (keys.meta(name), keys.state(name), keys.extremes(name))]
         metas = [known(name) if known is not None else None for name in names]
-        tokens = ["" if m is None else f"{m.id}:{m.version}" for m in metas]
+        pairs = [part for name, m in zip(names, metas, strict=True)
+                 for part in (name, "" if m is None else f"{m.id}:{m.version}")]
         found = await self._run("read_many", names[0], [
-            max_elements or 0, len(META_FIELDS), *META_FIELDS, *tokens], key_list=key_list)
+            max_elements or 0, len(META_FIELDS), *META_FIELDS, *PAGE_KEY_AFFIXES, *pairs],
+            key_list=[keys.meta(names[0])])
         out: builtins.list[Snapshot | None] = []
         for name, meta, entry in zip(names, metas, found, strict=False):
             if isinstance(entry, int) and meta is not None:

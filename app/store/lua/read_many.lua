@@ -1,12 +1,16 @@
 -- read_many: the meta and state of several sessions, for one page of a listing, in one call.
 -- A single Redis only: the keys span hash slots, which a Redis Cluster refuses in one script
--- (there the store reads session by session).
--- KEYS: meta, state, ext of each session (see keys.py), in page order
+-- (there the store reads session by session). The script composes each session's keys from
+-- its name, so that a page of a thousand sessions sends a thousand names, not three thousand
+-- keys (packing the command's arguments was a third of a listing's time).
+-- KEYS: the first session's meta key (where the call goes)
 -- ARGV[1]: the most state elements the page may hold (0: no budget)
 -- ARGV[2]: n, the number of meta fields to return; ARGV[3 .. 2 + n]: those fields (redis.py
 --          META_FIELDS)
--- ARGV[3 + n + k - 1]: for the k-th session, "<id>:<v>" of the state the caller already has
---          (its result cached), or '' for none
+-- ARGV[3 + n .. 8 + n]: the text before and after the name in a session's meta, state and
+--          ext keys (keys.around_name)
+-- ARGV[9 + n + 2(k - 1)], ARGV[10 + n + 2(k - 1)]: the k-th session's name, and "<id>:<v>" of
+--          the state the caller already has (its result cached), or '' for none
 -- Returns: one entry per session read: 1 when its meta's id and state version `v` (absent:
 -- 0; every write bumps it, see apply.lua) are the caller's "<id>:<v>", so the state is not
 -- sent; else {the n meta fields as HMGET, sums, extremes}; or {} for a session that is gone
@@ -15,34 +19,37 @@
 local budget = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local fields = {unpack(ARGV, 3, 2 + n)}
+local affix = {unpack(ARGV, 3 + n, 8 + n)}
 local out, total = {}, 0
-for i = 1, #KEYS, 3 do
-  local token = ARGV[3 + n + (i - 1) / 3] or ''
+for at = 9 + n, #ARGV, 2 do
+  local name, token = ARGV[at], ARGV[at + 1]
+  local meta = affix[1] .. name .. affix[2]
+  local state, ext = affix[3] .. name .. affix[4], affix[5] .. name .. affix[6]
   local same = false
   if token ~= '' then
-    local seen = redis.call('HMGET', KEYS[i], 'id', 'v')
+    local seen = redis.call('HMGET', meta, 'id', 'v')
     same = seen[1] and (seen[1] .. ':' .. (seen[2] or '0')) == token
   end
   local sums, extremes
   if same then
-    total = total + math.floor(redis.call('STRLEN', KEYS[i + 1]) / 8)
-      + math.floor(redis.call('STRLEN', KEYS[i + 2]) / 9)
+    total = total + math.floor(redis.call('STRLEN', state) / 8)
+      + math.floor(redis.call('STRLEN', ext) / 9)
   else
-    sums = redis.call('GET', KEYS[i + 1]) or ''
-    extremes = redis.call('GET', KEYS[i + 2]) or ''
+    sums = redis.call('GET', state) or ''
+    extremes = redis.call('GET', ext) or ''
     total = total + math.floor(#sums / 8) + math.floor(#extremes / 9)
   end
-  if budget > 0 and i > 1 and total > budget then
+  if budget > 0 and #out > 0 and total > budget then
     break
   end
   if same then
     out[#out + 1] = 1
   else
-    local meta = redis.call('HMGET', KEYS[i], unpack(fields))
-    if not meta[1] then  -- every session has its first field (metric)
+    local found = redis.call('HMGET', meta, unpack(fields))
+    if not found[1] then  -- every session has its first field (metric)
       out[#out + 1] = {}
     else
-      out[#out + 1] = {meta, sums, extremes}
+      out[#out + 1] = {found, sums, extremes}
     end
   end
 end
