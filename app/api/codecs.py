@@ -13,6 +13,9 @@ Every body is treated as hostile until bounded:
   read first, member names are checked, each member's `.npy` header is read with a small bounded
   read, and the element count and each member's declared size are checked against its header
   before a single data byte is decompressed; decompression then stops at the declared size.
+  Stored members (np.savez) are not copied at all: their arrays are read-only views of the
+  body, found from the member's local file header with every offset bounds-checked, and the
+  CRC-32 is checked over the view.
 """
 
 from __future__ import annotations
