@@ -4,6 +4,8 @@
   the floor for an update (HTTP, routing, reading and parsing the body).
 * `GET /v1/sessions/{name}/result` answers a constant small JSON, the size of Tally's answer:
   the floor for a read.
+* `POST /v1/sessions/{name}/body` only reads the body (any content type) and answers 204: the
+  transport floor of a large update (HTTP and reading, say, an 8 MB `.npz`; no decoding).
 
 The benchmarks measure Tally's routes against these in the same run (bench/run_all.py).
 """
@@ -32,6 +34,12 @@ async def create(name: str) -> Response:
 @app.post("/v1/sessions/{name}/update")
 async def update(name: str, request: Request) -> Response:
     orjson.loads(await request.body())
+    return Response(status_code=204)
+
+
+@app.post("/v1/sessions/{name}/body")
+async def body(name: str, request: Request) -> Response:
+    await request.body()
     return Response(status_code=204)
 
 

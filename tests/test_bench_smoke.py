@@ -6,8 +6,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from fastapi.testclient import TestClient
 
-from bench.bodies import JSON, BodyFiles
+from bench import bare_app
+from bench.bodies import JSON, NPZ, BodyFiles
+from bench.latency_figures import FLOOR, floor_row
 from bench.report import Row, markdown_table, text_table
 from bench.run_all import arguments, parse_env
 from bench.servers import fast_stack_loaded, serving
@@ -39,6 +42,23 @@ def test_tables_hold_every_row() -> None:
     text, markdown = text_table(rows), markdown_table(rows)
     assert "0.50x" in text and "a note" in text and "bytes" in text
     assert markdown.count("\n") == 3
+
+
+def test_floor_row_sets_the_floor_against_the_goal_budget() -> None:
+    """JSON 200 ms: the 10x goal allows 20 ms; the ratio is JSON time / floor."""
+    within = floor_row({JSON: 0.2, NPZ: 0.025, FLOOR: 0.016}, rounds=3)
+    assert within.value == "16.00 ms" and within.baseline.startswith("20.00 ms")
+    assert within.ratio == 0.2 / 0.016 and "is within the 10x budget" in within.note
+    assert "9.00 ms beyond it" in within.note
+    above = floor_row({JSON: 0.2, NPZ: 0.025, FLOOR: 0.021}, rounds=3)
+    assert above.ratio is not None and above.ratio < 10 and "is above" in above.note
+
+
+def test_bare_body_endpoint_only_reads_the_body() -> None:
+    with TestClient(bare_app.app) as client:
+        r = client.post("/v1/sessions/x/body", content=b"PK\x03\x04" + bytes(100_000),
+                        headers={"Content-Type": NPZ})
+    assert r.status_code == 204 and r.content == b""
 
 
 def test_options_name_known_parts_and_tally_settings() -> None:

@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from app.api import codecs
 from app.api.app import create_app
 from app.settings import Settings
+from tests.cases import CASES, batches
+from tests.oracle import assert_close, json_array, keras_metric, keras_update
 from tests.test_api_errors import assert_problem
 
 ELEMENTS = 1000  # max_batch_elements of these tests
@@ -370,3 +372,98 @@ def test_archive_with_a_comment_and_leading_bytes(client):
     assert post(client, commented).status_code == 200
     assert post(client, b"#!prefix" + body).status_code == 200  # as zipfile reads them
     assert client.get("/v1/sessions/m/variables").json()["variables"][1]["value"] == 6
+
+
+# -- stored members are read in place --------------------------------------------------------
+def body_bytes(body):
+    return np.frombuffer(body, np.uint8)
+
+
+def test_stored_arrays_are_read_only_views_of_the_body():
+    """No copy of a stored member's data: the arrays are views of the body, read-only as
+    arrays over the bytes zipfile returns always were. Deflated members are decompressed."""
+    y_true, y_pred = np.array([1, 0, 1], np.float32), np.array([0.9, 0.2, 0.4], np.float32)
+    body = savez(y_true=y_true, y_pred=y_pred)
+    arrays = codecs.read_npz(body, ELEMENTS)
+    np.testing.assert_array_equal(arrays["y_true"], y_true)
+    np.testing.assert_array_equal(arrays["y_pred"], y_pred)
+    for array in arrays.values():
+        assert np.shares_memory(array, body_bytes(body)) and not array.flags.writeable
+    packed = savez(compressed=True, y_true=y_true, y_pred=y_pred)
+    decompressed = codecs.read_npz(packed, ELEMENTS)
+    assert not np.shares_memory(decompressed["y_pred"], body_bytes(packed))
+    np.testing.assert_array_equal(decompressed["y_pred"], y_pred)
+
+
+def test_unaligned_stored_data_is_copied_aligned():
+    """A float64 member at an offset that is not a multiple of 8 (a longer member name
+    before it shifts it) decodes to the same, aligned values."""
+    first = npy(np.ones(3, np.float32))
+    values = np.arange(5, dtype=np.float64) / 3
+    for junk in range(8):
+        body = archive([("y_true.npy", first + b""), ("y_pred.npy", npy(values))])
+        body = b"#" * junk + body  # leading bytes move every member (zipfile allows them)
+        arrays = codecs.read_npz(body, ELEMENTS)
+        assert arrays["y_pred"].flags.aligned
+        np.testing.assert_array_equal(arrays["y_pred"], values)
+
+
+def local_header(body, index=0):
+    at = -1
+    for _ in range(index + 1):
+        at = body.index(b"PK\x03\x04", at + 1)
+    return at
+
+
+def test_400_stored_member_whose_local_header_lies(client):
+    before = state(client)
+    body = savez(values=np.ones(10))
+    at = local_header(body)
+    no_signature = body[:at] + b"XX\x03\x04" + body[at + 4:]
+    assert_problem(post(client, no_signature), 400, ".npz")
+    other_name = body.replace(b"values.npy", b"valuez.npy", 1)  # the local copy only
+    assert_problem(post(client, other_name), 400, ".npz")
+    long_extra = patch(body, at + 28, "<H", 60_000)  # data would start past the body
+    assert_problem(post(client, long_extra), 400, ".npz")
+    stored_size = patch(body, central_entry(body) + 20, "<I", len(npy(np.ones(10))) + 4)
+    assert_problem(post(client, stored_size), 400, "values")
+    assert state(client) == before
+
+
+def test_400_crc_mismatch_of_a_large_stored_member(client):
+    """Large enough that the header read does not reach the end of the member: the CRC is
+    checked over the data read in place."""
+    before = state(client)
+    body = bytearray(savez(values=np.ones(ELEMENTS)))
+    body[-200] ^= 0x01  # in the data of the only member, before the central directory
+    assert body.rindex(b"PK\x01\x02") > len(body) - 200
+    assert_problem(post(client, bytes(body)), 400, "CRC", "values")
+    assert state(client) == before
+
+
+def float32_batch(batch):
+    return {k: np.asarray(v, dtype=np.float32) for k, v in batch.items()}
+
+
+@pytest.mark.parametrize(("metric", "config", "kind"), CASES,
+                         ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(CASES)])
+def test_npz_in_place_arrays_give_the_json_and_keras_results(client, metric, config, kind):
+    """Every catalogue metric takes the read-only float32 views of an `.npz` body (nothing
+    writes into its inputs) and ends where the same batches as JSON, and Keras, end."""
+    index = CASES.index((metric, config, kind))
+    reference = keras_metric(metric, config)
+    for name in ("json", "npz"):
+        created = client.put(f"/v1/sessions/{name}", json={"metric": metric, "config": config})
+        assert created.status_code == 201, created.text
+    for batch in map(float32_batch, batches(kind, seed=index, count=4)):
+        keras_update(reference, batch)
+        as_json = client.post("/v1/sessions/json/update",
+                              json={k: v.tolist() for k, v in batch.items()})
+        assert as_json.status_code == 200, as_json.text
+        assert post(client, savez(**batch), "npz").status_code == 200
+    json_variables = client.get("/v1/sessions/json/variables").json()["variables"]
+    npz_variables = client.get("/v1/sessions/npz/variables").json()["variables"]
+    assert npz_variables == json_variables
+    result = client.get("/v1/sessions/npz/result").json()["result"]
+    assert result == client.get("/v1/sessions/json/result").json()["result"]
+    assert_close(json_array(result), np.asarray(reference.result()), f"{metric} result")

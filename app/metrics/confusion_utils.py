@@ -213,19 +213,27 @@ def _generic_ranks(y_pred: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarr
 
 
 def _bucket_ranks(y_pred: np.ndarray, num_thresholds: int, with_epsilon: bool) -> np.ndarray:
-    """Keras' bucket index `ceil(p * (n-1)) - 1` plus one, in float32 on p clipped to [0, 1].
+    """Keras' bucket index `ceil(clip(p, 0, 1) * (n-1)) - 1` plus one, in float32, as a new
+    float32 array of whole numbers (the caller may write into it; `_label_histograms` does).
 
     With epsilon endpoints (AUC's -1e-7 and 1+1e-7) every prediction is above the first
-    threshold, so the rank is at least 1. NaN is above nothing."""
-    ranks = np.clip(y_pred, 0.0, 1.0)  # a new array: the steps below work in place
-    ranks *= np.float32(num_thresholds - 1)
+    threshold, so the rank is at least 1. NaN is above nothing: rank 0.
+
+    Hot path (one pass per step over every prediction of a batch), so the steps work in place
+    on the one new array: `p * (n-1)` clipped to [lowest rank, n-1] and rounded up equals
+    Keras' clip-multiply-ceil for every float32 p, because rounding is monotonic and the
+    bounds are whole numbers (p > 1 gives at least n-1, p < 0 at most -0.0, +-inf a bound);
+    numpy's `clip` is fast on a float32 array with float32 bounds.
+    `np.clip` keeps NaN, which one `isnan(...).any()` then finds."""
+    top = np.float32(num_thresholds - 1)
+    with np.errstate(over="ignore"):  # p * (n-1) beyond float32 is inf, clipped to n-1
+        ranks = np.multiply(y_pred, top)
+    np.clip(ranks, np.float32(1 if with_epsilon else 0), top, out=ranks)
     np.ceil(ranks, out=ranks)
-    if with_epsilon:
-        np.maximum(ranks, 1, out=ranks)
     nan = np.isnan(ranks)
     if nan.any():
         ranks[nan] = 0
-    return ranks.astype(np.intp)
+    return ranks
 
 
 def _rank_histogram(ranks: np.ndarray, weights: np.ndarray, num_thresholds: int,
@@ -248,11 +256,17 @@ def _label_histograms(ranks: np.ndarray, is_positive: np.ndarray, num_thresholds
                       multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
     """`_rank_histogram` of the positives and of the negatives when every weight is 1: one
     unweighted count of (rank, label) pairs instead of two weighted ones (half the passes
-    over a large batch; integer counts, so the same float64 numbers)."""
+    over a large batch; integer counts, so the same float64 numbers).
+
+    `ranks` are `_bucket_ranks`' float32 whole numbers, overwritten here: the key
+    `rank * 2 + label` is built in place in float32 (exact: ranks are at most MAX_THRESHOLDS,
+    so keys stay far under 2**24) and converted to integers once, not three int64 temporaries."""
     width = num_thresholds + 1
     groups = ranks.shape[1] if multi_label else 1
-    keys = ranks * 2 + is_positive
-    if multi_label:
+    ranks *= 2
+    ranks += is_positive
+    keys = ranks.astype(np.intp)
+    if multi_label:  # in integers: groups x width may exceed float32's exact range
         keys += 2 * width * np.arange(groups)
     hist = np.bincount(keys.ravel(), minlength=groups * width * 2).astype(np.float64)
     pairs = hist.reshape(groups, width, 2)
@@ -294,6 +308,32 @@ def _direct_counts(y_pred: np.ndarray, is_positive: np.ndarray, weight: np.ndarr
             for cond in conditions}
 
 
+def _bucket_counts(y_pred: np.ndarray, is_positive: np.ndarray, weight: np.ndarray | None,
+                   num_thresholds: int, with_epsilon: bool, multi_label: bool
+                   ) -> dict[ConfusionMatrix, np.ndarray]:
+    """Keras' evenly spaced path: all four counts, shape (groups, T). Unweighted batches (the
+    common large case) never build a weight array."""
+    ranks = _bucket_ranks(y_pred, num_thresholds, with_epsilon)
+    if weight is None:
+        hist_true, hist_false = _label_histograms(ranks, is_positive, num_thresholds,
+                                                  multi_label)
+    else:
+        # Keras weighs labels by multiplication here, so a NaN weight reaches both sides.
+        label = is_positive.astype(STATE_DTYPE)
+        true_w, false_w = label * weight, (1 - label) * weight
+        keys = ranks.astype(np.intp)
+        hist_true = _rank_histogram(keys, true_w, num_thresholds, multi_label)
+        hist_false = _rank_histogram(keys, false_w, num_thresholds, multi_label)
+    tp, fp = _above(hist_true), _above(hist_false)
+    # ... and derives the negatives by subtraction from the label totals.
+    return {
+        ConfusionMatrix.TRUE_POSITIVES: tp,
+        ConfusionMatrix.FALSE_POSITIVES: fp,
+        ConfusionMatrix.TRUE_NEGATIVES: hist_false.sum(axis=1, keepdims=True) - fp,
+        ConfusionMatrix.FALSE_NEGATIVES: hist_true.sum(axis=1, keepdims=True) - tp,
+    }
+
+
 # -- the update ------------------------------------------------------------------------------
 
 
@@ -326,35 +366,20 @@ def confusion_counts(
     if label_weights is not None:
         lw = _label_weights(label_weights, y_pred.shape)
         weight = lw if weight is None else weight * lw
-    unweighted = weight is None
-    if weight is None:
-        weight = np.ones_like(y_pred)
     if not multi_label:
-        y_true, y_pred, weight = y_true.ravel(), y_pred.ravel(), weight.ravel()
+        y_true, y_pred = y_true.ravel(), y_pred.ravel()
+        weight = None if weight is None else weight.ravel()
     num_thresholds = len(thresholds)
     is_positive = y_true != 0
 
     if thresholds_distributed_evenly:
         with_epsilon = thresholds[0] < 0.0 or thresholds[-1] > 1.0
-        ranks = _bucket_ranks(y_pred, num_thresholds, with_epsilon)
-        if unweighted:
-            hist_true, hist_false = _label_histograms(ranks, is_positive, num_thresholds,
-                                                      multi_label)
-        else:
-            # Keras weighs labels by multiplication here, so a NaN weight reaches both sides.
-            label = is_positive.astype(STATE_DTYPE)
-            true_w, false_w = label * weight, (1 - label) * weight
-            hist_true = _rank_histogram(ranks, true_w, num_thresholds, multi_label)
-            hist_false = _rank_histogram(ranks, false_w, num_thresholds, multi_label)
-        tp, fp = _above(hist_true), _above(hist_false)
-        # ... and derives the negatives by subtraction from the label totals.
-        counts = {
-            ConfusionMatrix.TRUE_POSITIVES: tp,
-            ConfusionMatrix.FALSE_POSITIVES: fp,
-            ConfusionMatrix.TRUE_NEGATIVES: hist_false.sum(axis=1, keepdims=True) - fp,
-            ConfusionMatrix.FALSE_NEGATIVES: hist_true.sum(axis=1, keepdims=True) - tp,
-        }
-    elif not multi_label and y_pred.size * num_thresholds <= DIRECT_ELEMENTS:
+        counts = _bucket_counts(y_pred, is_positive, weight, num_thresholds, with_epsilon,
+                                multi_label)
+        return _as_state(counts, conditions, multi_label)
+    if weight is None:  # the paths below weigh every element
+        weight = np.ones_like(y_pred)
+    if not multi_label and y_pred.size * num_thresholds <= DIRECT_ELEMENTS:
         counts = _direct_counts(y_pred, is_positive, weight,
                                 np.asarray(thresholds, dtype=STATE_DTYPE), conditions)
     else:
@@ -370,6 +395,12 @@ def confusion_counts(
             ConfusionMatrix.TRUE_NEGATIVES: _at_or_below(hist_false)[:, unsort],
             ConfusionMatrix.FALSE_NEGATIVES: _at_or_below(hist_true)[:, unsort],
         }
+    return _as_state(counts, conditions, multi_label)
+
+
+def _as_state(counts: Mapping[ConfusionMatrix, np.ndarray], conditions: Sequence[ConfusionMatrix],
+              multi_label: bool) -> dict[ConfusionMatrix, np.ndarray]:
+    """The requested counts, shaped (T,) or (T, num_labels), in the state dtype."""
     return {
         cond: (counts[cond].T if multi_label else counts[cond][0]).astype(STATE_DTYPE)
         for cond in conditions
