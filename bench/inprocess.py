@@ -4,6 +4,9 @@ HTTP server, no client), so the figure is Tally's own work per request.
     python -m bench.inprocess                  # memory and Redis, update and GET result
     python -m bench.inprocess --profile redis  # also cProfile the concurrent Redis updates
 
+The bare endpoints (bench/bare_app.py) are measured first, the same way, and each figure is
+also given as a ratio to them (more CPU per request: higher).
+
 Each figure: a 32-sample JSON `Precision` update (or a GET of its result), 32 requests in
 flight at once (as wrk -c32 sends them, so Redis group commit and read coalescing work), the
 best of 3 timings of 32 x 150 requests; CPU time of this process (`time.process_time`), which
@@ -27,6 +30,7 @@ os.environ.setdefault("KERAS_BACKEND", "numpy")
 
 from app.api.app import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from bench.bare_app import app as bare_app  # noqa: E402
 from bench.bodies import json_body  # noqa: E402
 from tests.redis_servers import RedisProcess  # noqa: E402
 
@@ -96,15 +100,27 @@ async def cpu_per_request(call: Call) -> float:
     return best * 1e6
 
 
-async def measure(store: str, profile: bool) -> None:
+def hot_routes(app: Any) -> dict[str, Call]:
+    return {"POST update": lambda: asgi_call(app, "POST", "/v1/sessions/p/update", BODY),
+            "GET result": lambda: asgi_call(app, "GET", "/v1/sessions/p/result")}
+
+
+async def measure_bare() -> dict[str, float]:
+    """The bare endpoints (bench/bare_app.py) the same way: the baseline of this run."""
+    figures = {}
+    for label, call in hot_routes(bare_app).items():
+        figures[label] = await cpu_per_request(call)
+        print(f"{label:12} {'bare':6} {figures[label]:6.0f} us CPU/request", flush=True)
+    return figures
+
+
+async def measure(store: str, profile: bool, bare: dict[str, float]) -> None:
     async with tally(store) as app:
-        routes: dict[str, Call] = {
-            "POST update": lambda: asgi_call(app, "POST", "/v1/sessions/p/update", BODY),
-            "GET result": lambda: asgi_call(app, "GET", "/v1/sessions/p/result"),
-        }
+        routes = hot_routes(app)
         for label, call in routes.items():
-            print(f"{label:12} {store:6} {await cpu_per_request(call):6.0f} us CPU/request",
-                  flush=True)
+            cpu = await cpu_per_request(call)
+            print(f"{label:12} {store:6} {cpu:6.0f} us CPU/request, {cpu / bare[label]:.2f}x "
+                  "the bare endpoint's", flush=True)
         if profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -122,8 +138,9 @@ def main() -> None:
     unknown = set(args.stores) - {"memory", "redis"}
     if unknown:
         parser.error(f"unknown stores {sorted(unknown)}: memory, redis")
+    bare = asyncio.run(measure_bare())
     for store in args.stores or ["memory", "redis"]:
-        asyncio.run(measure(store, args.profile))
+        asyncio.run(measure(store, args.profile, bare))
 
 
 if __name__ == "__main__":
