@@ -76,6 +76,7 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError
                    struct.error, zlib.error, NotImplementedError, RuntimeError, TypeError,
                    KeyError, OverflowError)
 _NONFINITE_TOKEN = re.compile(r"-?(?:NaN|Infinity|[0-9][0-9.eE+-]*)")
+_add = np.add.reduce  # `ndarray.sum` without its Python-level wrapper (hot path)
 _FLOAT_RANGES = {np.dtype(np.float32): "float32 range (about ±3.4e38)",
                  np.dtype(np.float64): "float64 range (about ±1.8e308)"}
 
@@ -544,7 +545,7 @@ def to_array(value: Any, what: str, dtype: type[np.floating[Any]] = np.float32, 
         array = source.astype(target, copy=False)
         # A finite sum means every value is finite (NaN and inf reach the sum), in one pass
         # on a small batch's hot path; a sum that overflowed is checked value by value.
-        finite = math.isfinite(array.sum()) or bool(np.isfinite(array).all())
+        finite = math.isfinite(_add(array, None)) or bool(np.isfinite(array).all())
     if not finite:
         raise _nonfinite(what, target)
     return array
