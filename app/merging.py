@@ -86,22 +86,33 @@ class UpdateMerger:
         self.merged_updates = 0
 
     async def submit(self, name: str, update: PendingUpdate) -> Applied:
+        """The update's answer. The first update of a session in a turn leads: it yields once,
+        so that the updates already due in this turn join it, then answers alone if none did
+        (no task, no future: a lone update costs one turn of the loop) or hands the group to
+        a task of its own (so that the leader's cancellation, a client gone, strands nobody)."""
         loop = asyncio.get_running_loop()
         update.future = loop.create_future()
         waiting = self._waiting.get(name)
-        if waiting is None:
-            # The task starts after the callbacks already due in this turn: the requests that
-            # arrived with this one join it first.
-            self._waiting[name] = [update]
-            task = loop.create_task(self._flush(name))
-            self._tasks.add(task)  # a reference, so the task is not collected early
-            task.add_done_callback(self._tasks.discard)
-        else:
+        if waiting is not None:
             waiting.append(update)
+            return await update.future
+        group = self._waiting[name] = [update]
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            group.remove(update)  # its client left before anything was computed: drop it
+            raise
+        finally:
+            del self._waiting[name]
+            if any(other is not update for other in group):
+                task = loop.create_task(self._flush(name, group))
+                self._tasks.add(task)  # a reference, so the task is not collected early
+                task.add_done_callback(self._tasks.discard)
+        if len(group) == 1:
+            return await self._apply_alone(name, update)
         return await update.future
 
-    async def _flush(self, name: str) -> None:
-        group = self._waiting.pop(name, [])
+    async def _flush(self, name: str, group: list[PendingUpdate]) -> None:
         await asyncio.gather(*(self._settle(name, part) for part in self._parts(group)))
 
     def _parts(self, group: list[PendingUpdate]) -> list[list[PendingUpdate]]:

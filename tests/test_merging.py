@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 
 from app.api.app import create_app
+from app.merging import PendingUpdate, UpdateMerger
 from app.metrics.collection import build_metric
 from app.metrics.registry import builtin_registry
 from app.settings import Settings
+from app.store.base import Applied
 from tests.cases import CASES, batches
 from tests.oracle import assert_close, json_array, keras_metric, keras_update, keras_variables
 
@@ -266,3 +268,57 @@ async def test_merging_can_be_turned_off(api_store):
         total = (await client.get("/v1/sessions/m/result")).json()["result"]
         assert sessions.merger.merged_updates == 0
     assert all(r.status_code == 200 for r in answers) and total == 30.0
+
+
+# -- the merger's own mechanics ------------------------------------------------------------------
+def _pending(samples: int, key: str | None = None) -> PendingUpdate:
+    inputs = {"values": np.zeros(samples, np.float32)}
+    return PendingUpdate(inputs, None, None, key, "", samples, samples)
+
+
+def _recording_merger() -> tuple[UpdateMerger, list[list[int]]]:
+    """A merger whose store records the sample counts of what it applies, call by call."""
+    calls: list[list[int]] = []
+
+    async def alone(name: str, update: PendingUpdate) -> Applied:
+        calls.append([update.samples])
+        return Applied(0, update.samples)
+
+    async def merged(name: str, part: list[PendingUpdate]) -> Applied:
+        calls.append([u.samples for u in part])
+        return Applied(0, part[0].samples)
+
+    return UpdateMerger(alone, merged, max_updates=3), calls
+
+
+async def test_updates_of_one_turn_merge_and_a_lone_one_goes_alone():
+    merger, calls = _recording_merger()
+    answers = await asyncio.gather(*(merger.submit("s", _pending(n)) for n in (1, 2, 3, 4)))
+    assert [a.samples for a in answers] == [1, 2, 3, 4]
+    assert calls == [[1, 2, 3], [4]]  # at most max_updates per batch, in order of arrival
+    calls.clear()
+    assert await merger.submit("s", _pending(5)) == Applied(0, 5)
+    assert calls == [[5]]
+    assert merger.merged_updates == 3
+
+
+async def test_repeated_keys_and_other_shapes_go_in_other_batches():
+    merger, calls = _recording_merger()
+    updates = [_pending(2, "a"), _pending(2, "a"), _pending(2, "b"), _pending(3, "c")]
+    updates[3].inputs = {"values": np.zeros((3, 2), np.float32)}  # another trailing shape
+    await asyncio.gather(*(merger.submit("s", u) for u in updates))
+    assert sorted(calls) == [[2], [2, 2], [3]]
+
+
+async def test_a_cancelled_leader_strands_nobody():
+    """The first update of a turn leads the group; if its request is cancelled while it
+    waits for the others, they are still answered and it is not applied."""
+    merger, calls = _recording_merger()
+    leader = asyncio.ensure_future(merger.submit("s", _pending(1)))
+    follower = asyncio.ensure_future(merger.submit("s", _pending(2)))
+    await asyncio.sleep(0)  # the leader yielded its turn, the follower joined it
+    leader.cancel()
+    assert await follower == Applied(0, 2)
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    assert calls == [[2]]
