@@ -88,8 +88,8 @@ class UpdateMerger:
     async def submit(self, name: str, update: PendingUpdate) -> Applied:
         """The update's answer. The first update of a session in a turn leads: it yields once,
         so that the updates already due in this turn join it, then answers alone if none did
-        (no task, no future: a lone update costs one turn of the loop) or hands the group to
-        a task of its own (so that the leader's cancellation, a client gone, strands nobody)."""
+        (no task: a lone update costs one turn of the loop) or hands the group to a task of
+        its own (so that the leader's cancellation, a client gone, strands nobody)."""
         loop = asyncio.get_running_loop()
         update.future = loop.create_future()
         waiting = self._waiting.get(name)
@@ -104,7 +104,7 @@ class UpdateMerger:
             raise
         finally:
             del self._waiting[name]
-            if any(other is not update for other in group):
+            if any(other is not update for other in group):  # company came: a task serves it
                 task = loop.create_task(self._flush(name, group))
                 self._tasks.add(task)  # a reference, so the task is not collected early
                 task.add_done_callback(self._tasks.discard)
