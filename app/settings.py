@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     redis_replica_acks: int = Field(0, ge=0, le=16)
     group_commit: int = Field(64, ge=1, le=1024)
     merge_updates: int = Field(64, ge=1, le=1024)  # updates computed as one batch (1: never)
+    # Freed memory glibc's malloc keeps per arena for reuse (app/allocator.py; 0: its defaults)
+    allocator_keep_bytes: int = Field(64 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
     redis_max_connections: int = Field(100, ge=1, le=10_000)
     redis_replica_timeout_seconds: float = Field(1.0, gt=0)
     metrics_max_sessions: int = Field(1000, ge=0)  # sessions exported by GET /metrics

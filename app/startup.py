@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from app import prometheus_dir
+from app.allocator import keep_freed_memory
 from app.errors import ConfigError
 from app.settings import Settings
 
@@ -331,6 +332,7 @@ def checked_app() -> FastAPI:
         settings = load_settings()
         check_processes(settings, how)
         check_redis_mode(settings)
+        keep_freed_memory(settings.allocator_keep_bytes)
         prepare_prometheus(how)
         from app.api.app import create_app  # imports prometheus_client: after the line above
 

@@ -8,6 +8,8 @@
   transport floor of a large update (HTTP and reading, say, an 8 MB `.npz`; no decoding).
 
 The benchmarks measure Tally's routes against these in the same run (bench/run_all.py).
+Like Tally's server, this one lets malloc keep freed memory (app/allocator.py), with the same
+`TALLY_ALLOCATOR_KEEP_BYTES`: part of the stack, not of Tally's own work.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from app.allocator import keep_freed_memory
+from app.settings import Settings
+
+keep_freed_memory(Settings().allocator_keep_bytes)
 app = FastAPI()
 
 RESULT = b'{"name":"bench","epoch":0,"result":0.5}'

@@ -209,3 +209,34 @@ def test_counts_with_nan_and_infinity(num_thresholds, with_epsilon, weighted):
     for condition, want in expected.items():
         np.testing.assert_allclose(actual[condition], want.astype(F32), rtol=1e-6,
                                    err_msg=condition.name)
+
+
+@pytest.mark.parametrize("num_thresholds", [3, 200, 10000])
+@pytest.mark.parametrize("columns", [1, 3])
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_counts_split_in_halves_match_keras(monkeypatch, num_thresholds, columns, multi_label):
+    """A large unweighted batch is counted in two halves on two threads (app/parallel.py):
+    here every batch is, and the counts are still exactly Keras' (odd row counts included)."""
+    monkeypatch.setattr(cu, "SPLIT_ELEMENTS", 1)
+    splits = []
+    original = cu.run_split
+    monkeypatch.setattr(cu, "run_split", lambda calls: splits.append(len(calls)) or
+                        original(calls))
+    y_true, y_pred, _ = labelled(num_thresholds, columns, False)
+    y_true, y_pred = y_true[1:], y_pred[1:]  # another row count than the other tests'
+    metric = keras.metrics.AUC(num_thresholds=num_thresholds,
+                               multi_label=multi_label and columns > 1)
+    expected = keras_counts(metric, y_true, y_pred, None)
+    actual = cu.confusion_counts(y_true, y_pred, list(metric.thresholds),
+                                 multi_label=metric.multi_label,
+                                 thresholds_distributed_evenly=True)
+    assert splits == [2]
+    assert_counts_equal(actual, expected, None)
+
+
+def test_a_batch_below_the_split_size_is_counted_in_one_piece(monkeypatch):
+    monkeypatch.setattr(cu, "run_split", lambda calls: pytest.fail("split a small batch"))
+    y_pred = np.linspace(0, 1, cu.SPLIT_ELEMENTS - 1, dtype=F32)
+    counts = cu.confusion_counts(y_pred > 0.5, y_pred, [0.0, 0.5, 1.0],
+                                 thresholds_distributed_evenly=True)
+    assert counts[ConfusionMatrix.TRUE_POSITIVES].sum() > 0

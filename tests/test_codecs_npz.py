@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.api import codecs
 from app.api.app import create_app
+from app.parallel import run_split
 from app.settings import Settings
 from tests.cases import CASES, batches
 from tests.oracle import assert_close, json_array, keras_metric, keras_update
@@ -439,6 +440,39 @@ def test_400_crc_mismatch_of_a_large_stored_member(client):
     assert body.rindex(b"PK\x01\x02") > len(body) - 200
     assert_problem(post(client, bytes(body)), 400, "CRC", "values")
     assert state(client) == before
+
+
+@pytest.mark.parametrize("bad", ["y_true", "y_pred", "sample_weight"])
+def test_400_crc_mismatch_names_the_member_when_members_are_checked_at_once(api_store,
+                                                                            monkeypatch, bad):
+    """Large bodies have their members' CRCs computed on two threads (app/parallel.py): the
+    one whose bytes were changed is named, whichever thread computed it, and nothing lands.
+    Members of 80 KB: zipfile's own header read stops far before their end."""
+    monkeypatch.setattr(codecs, "PARALLEL_CRC_BYTES", 1)
+    split = []
+    monkeypatch.setattr(codecs, "run_split", lambda calls: split.append(len(calls)) or
+                        run_split(calls))
+    settings = Settings(max_body_bytes=1_000_000, max_batch_elements=30_000)
+    with TestClient(create_app(settings, store=api_store)) as client:
+        client.put("/v1/sessions/p", json={"metric": "Precision"})
+        crc_mismatch_changes_nothing(client, bad, split)
+
+
+def crc_mismatch_changes_nothing(client, bad, split):
+    before = client.get("/v1/sessions/p/variables").json()
+    arrays = {"y_true": np.ones(10_000), "y_pred": np.full(10_000, 0.75),
+              "sample_weight": np.full(10_000, 2.0)}
+    body = bytearray(savez(**arrays))
+    with zipfile.ZipFile(io.BytesIO(bytes(body))) as archive:
+        info = archive.getinfo(f"{bad}.npy")
+    name_size, extra_size = struct.unpack_from("<HH", body, info.header_offset + 26)
+    last = info.header_offset + 30 + name_size + extra_size + info.file_size - 1
+    body[last] ^= 0x40  # the last data byte of that member
+    assert_problem(post(client, bytes(body), path="p"), 400, "CRC", repr(bad))
+    assert split == [3]
+    assert client.get("/v1/sessions/p/variables").json() == before
+    assert post(client, savez(**arrays), path="p").status_code == 200
+    assert client.get("/v1/sessions/p/variables").json() != before
 
 
 def float32_batch(batch):

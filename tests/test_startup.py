@@ -85,6 +85,10 @@ def test_a_bad_token_table_is_refused_in_one_line_without_its_secrets(env, token
     ("TALLY_REDIS_URL", "http://user:pa55@host:6379", [
         "TALLY_REDIS_URL", "redis://, rediss://, unix://", "got 'http://user:***@host:6379'"]),
     ("tally_max_ttl_seconds", "soon", ["TALLY_MAX_TTL_SECONDS", "got 'soon'"]),
+    ("TALLY_ALLOCATOR_KEEP_BYTES", "-1", ["TALLY_ALLOCATOR_KEEP_BYTES", "greater than or equal",
+                                          "got '-1'"]),
+    ("TALLY_ALLOCATOR_KEEP_BYTES", str(2**31), ["TALLY_ALLOCATOR_KEEP_BYTES",
+                                                "less than or equal to 1073741824"]),
 ])
 def test_an_invalid_setting_is_refused_in_one_line(env, variable, value, fragments):
     env(**{variable: value})
@@ -107,6 +111,18 @@ def test_valid_settings_load(env):
     assert settings.tokens["abc"].scopes == ["write"] and settings.tokens["abc"].prefix == "run."
     assert settings.redis_url is None  # empty counts as unset
     assert settings.max_body_bytes == 1000
+
+
+def test_the_server_process_lets_malloc_keep_freed_memory(env, monkeypatch):
+    """checked_app (what `uvicorn app.main:app` runs in each worker) applies the setting;
+    tests/test_allocator.py checks what it does to the allocator."""
+    kept = []
+    monkeypatch.setattr(startup, "keep_freed_memory", kept.append)
+    env(TALLY_ALLOCATOR_KEEP_BYTES="12345")
+    startup.checked_app()
+    monkeypatch.delenv("TALLY_ALLOCATOR_KEEP_BYTES")
+    startup.checked_app()
+    assert kept == [12345, 64 * 1024 * 1024]  # the documented default (README)
 
 
 def test_a_misspelt_variable_is_named_with_a_suggestion(env, caplog):

@@ -43,6 +43,7 @@ from app.errors import (
     TallyError,
     UnsupportedMediaType,
 )
+from app.parallel import run_split
 from app.slicing import MAX_SLICE_TEXT_BYTES
 
 JSON_TYPES = ("application/json",)
@@ -409,10 +410,19 @@ def _check_npy_header(header: NpyHeader, name: str, max_elements: int) -> None:
                               f"({LIMIT_SETTING})")
 
 
-def _stored_member(body: bytes, info: zipfile.ZipInfo, name: str) -> memoryview:
+class Unchecked(NamedTuple):
+    """A stored member read in place whose CRC-32 is still to be checked (`check_crcs`)."""
+
+    name: str
+    data: memoryview
+    crc: int
+
+
+def _stored_member(body: bytes, info: zipfile.ZipInfo, name: str,
+                   unchecked: list[Unchecked]) -> memoryview:
     """The bytes of a stored (uncompressed) member, as a view of the body: past its local file
     header (signature, then name and extra lengths at +26 and +28, the name itself at +30),
-    every offset checked against the body, the CRC checked over the view."""
+    every offset checked against the body; its CRC is added to `unchecked`."""
     start = info.header_offset
     if start < 0 or start + _LOCAL_HEADER_SIZE > len(body) \
             or body[start:start + 4] != _LOCAL_HEADER:
@@ -432,20 +442,33 @@ def _stored_member(body: bytes, info: zipfile.ZipInfo, name: str) -> memoryview:
         raise BadRequest(f"array {name!r} of the .npz archive is truncated: its {size} bytes "
                          f"would end at offset {begin + size}; the body has {len(body)}")
     member = memoryview(body)[begin:begin + size]
-    if zlib.crc32(member) != info.CRC:
-        raise BadRequest(f"Bad CRC-32 for array {name!r} of the .npz archive: its bytes are "
-                         "not the ones the archive declares")
+    unchecked.append(Unchecked(name, member, info.CRC))
     return member
 
 
+#: Bodies this large have their members' CRCs computed at the same time (app/parallel.py).
+PARALLEL_CRC_BYTES = 1 << 20
+
+
+def check_crcs(members: list[Unchecked]) -> None:
+    """Each member's CRC-32 against the archive's (400 naming the first that differs)."""
+    calls = [partial(zlib.crc32, m.data) for m in members]
+    large = sum(len(m.data) for m in members) >= PARALLEL_CRC_BYTES
+    crcs = run_split(calls) if large else [call() for call in calls]
+    for member, crc in zip(members, crcs, strict=True):
+        if crc != member.crc:
+            raise BadRequest(f"Bad CRC-32 for array {member.name!r} of the .npz archive: its "
+                             "bytes are not the ones the archive declares")
+
+
 def _stored_data(body: bytes, info: zipfile.ZipInfo, header: NpyHeader,
-                 name: str) -> np.ndarray:
+                 name: str, unchecked: list[Unchecked]) -> np.ndarray:
     """The data of a stored member read in place: np.frombuffer on the body, without the
     copy `ZipExtFile.read` makes (8 MB for a 1M-sample batch). The array is read-only, as
     arrays over the bytes `read` returns always were; unaligned data (a float64 member at an
     odd offset) is copied, so that numpy's loops never see it."""
     wanted = header.elements * header.dtype.itemsize
-    data = _stored_member(body, info, name)[header.size:]
+    data = _stored_member(body, info, name, unchecked)[header.size:]
     if len(data) != wanted:  # _npy_header checked the sizes; this keeps the read exact anyway
         raise BadRequest(f"array {name!r} of the .npz archive is truncated: {len(data)} of "
                          f"{wanted} data bytes")
@@ -456,11 +479,11 @@ def _stored_data(body: bytes, info: zipfile.ZipInfo, header: NpyHeader,
 
 
 def _npy_data(body: bytes, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
-              header: NpyHeader, name: str) -> np.ndarray:
-    """The member's array: in place for a stored member; for a deflated one, exactly the
-    declared bytes are decompressed (then CRC-checked)."""
+              header: NpyHeader, name: str, unchecked: list[Unchecked]) -> np.ndarray:
+    """The member's array: in place for a stored member (its CRC left in `unchecked`); for a
+    deflated one, exactly the declared bytes are decompressed (then CRC-checked)."""
     if info.compress_type == zipfile.ZIP_STORED:
-        return _stored_data(body, info, header, name)
+        return _stored_data(body, info, header, name, unchecked)
     wanted = header.elements * header.dtype.itemsize
     with archive.open(info) as member:
         member.read(header.size)
@@ -485,8 +508,11 @@ def read_npz(body: bytes, max_elements: int,
             check_elements(sum(h.elements for h in headers.values()), max_elements,
                            "in the .npz archive (counted from the array headers before "
                            "decompressing)")
-            return {name: _npy_data(body, archive, infos[name], header, name)
-                    for name, header in headers.items()}
+            unchecked: list[Unchecked] = []
+            arrays = {name: _npy_data(body, archive, infos[name], header, name, unchecked)
+                      for name, header in headers.items()}
+            check_crcs(unchecked)
+            return arrays
     except TallyError:
         raise
     except _ARCHIVE_ERRORS as exc:

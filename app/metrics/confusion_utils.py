@@ -28,6 +28,7 @@ import json
 import numbers
 from collections.abc import Mapping, Sequence
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from app.errors import ConfigError, InvalidInput
 from app.metrics import ops
 from app.metrics.base import Variable
 from app.metrics.limits import MAX_THRESHOLDS
+from app.parallel import run_split
 
 NEG_INF = -1e10
 """What `top_k` puts in place of the predictions it drops, and the default threshold of
@@ -308,16 +310,37 @@ def _direct_counts(y_pred: np.ndarray, is_positive: np.ndarray, weight: np.ndarr
             for cond in conditions}
 
 
+#: Unweighted batches of this many elements or more are counted in two halves at once
+#: (app/parallel.py). The counts are whole numbers, so the halves add up exactly.
+SPLIT_ELEMENTS = 1 << 18
+
+
+def _unweighted_histograms(y_pred: np.ndarray, is_positive: np.ndarray, num_thresholds: int,
+                           with_epsilon: bool, multi_label: bool
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """`_label_histograms` of the bucket ranks, by halves of the rows for a large batch."""
+    def count(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        ranks = _bucket_ranks(y_pred[rows], num_thresholds, with_epsilon)
+        return _label_histograms(ranks, is_positive[rows], num_thresholds, multi_label)
+
+    if y_pred.size < SPLIT_ELEMENTS or len(y_pred) < 2:
+        return count(slice(None))
+    half = len(y_pred) // 2
+    (true_a, false_a), (true_b, false_b) = run_split(
+        [partial(count, slice(0, half)), partial(count, slice(half, None))])
+    return true_a + true_b, false_a + false_b
+
+
 def _bucket_counts(y_pred: np.ndarray, is_positive: np.ndarray, weight: np.ndarray | None,
                    num_thresholds: int, with_epsilon: bool, multi_label: bool
                    ) -> dict[ConfusionMatrix, np.ndarray]:
     """Keras' evenly spaced path: all four counts, shape (groups, T). Unweighted batches (the
     common large case) never build a weight array."""
-    ranks = _bucket_ranks(y_pred, num_thresholds, with_epsilon)
     if weight is None:
-        hist_true, hist_false = _label_histograms(ranks, is_positive, num_thresholds,
-                                                  multi_label)
+        hist_true, hist_false = _unweighted_histograms(y_pred, is_positive, num_thresholds,
+                                                       with_epsilon, multi_label)
     else:
+        ranks = _bucket_ranks(y_pred, num_thresholds, with_epsilon)
         # Keras weighs labels by multiplication here, so a NaN weight reaches both sides.
         label = is_positive.astype(STATE_DTYPE)
         true_w, false_w = label * weight, (1 - label) * weight
