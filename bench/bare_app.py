@@ -8,8 +8,9 @@
   transport floor of a large update (HTTP and reading, say, an 8 MB `.npz`; no decoding).
 
 The benchmarks measure Tally's routes against these in the same run (bench/run_all.py).
-Like Tally's server, this one lets malloc keep freed memory (app/allocator.py), with the same
-`TALLY_ALLOCATOR_KEEP_BYTES`: part of the stack, not of Tally's own work.
+Like Tally's server, this one lets malloc keep freed memory (app/allocator.py, the same
+`TALLY_ALLOCATOR_KEEP_BYTES`) and freezes its start-up objects out of the garbage collector's
+reach (app/startup.py): process settings of the stack, not Tally's own work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from app.allocator import keep_freed_memory
 from app.settings import Settings
+from app.startup import freeze_startup_objects
 
 keep_freed_memory(Settings().allocator_keep_bytes)
 app = FastAPI()
@@ -52,3 +54,7 @@ async def body(name: str, request: Request) -> Response:
 @app.get("/v1/sessions/{name}/result")
 async def result(name: str) -> Response:
     return Response(RESULT, media_type="application/json")
+
+
+freeze_startup_objects()  # once every route is defined
+

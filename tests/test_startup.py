@@ -118,11 +118,24 @@ def test_the_server_process_lets_malloc_keep_freed_memory(env, monkeypatch):
     tests/test_allocator.py checks what it does to the allocator."""
     kept = []
     monkeypatch.setattr(startup, "keep_freed_memory", kept.append)
+    monkeypatch.setattr(startup, "freeze_startup_objects", lambda: 0)  # not this process
     env(TALLY_ALLOCATOR_KEEP_BYTES="12345")
     startup.checked_app()
     monkeypatch.delenv("TALLY_ALLOCATOR_KEEP_BYTES")
     startup.checked_app()
     assert kept == [12345, 64 * 1024 * 1024]  # the documented default (README)
+
+
+def test_the_server_process_freezes_its_startup_objects():
+    """What `uvicorn app.main:app` imports: every object alive once the app is built is out of
+    the collector's reach, so a full collection does not walk them (startup.py)."""
+    probe = ("import gc, app.main; print(gc.get_freeze_count(), len(gc.get_objects()), "
+             "app.main.app.title)")
+    out = run_to_exit([sys.executable, "-c", probe])
+    assert out.returncode == 0, out.stderr
+    frozen, still_tracked, title = out.stdout.split()
+    assert title == "Tally"
+    assert int(frozen) > 10_000 and int(still_tracked) < int(frozen) / 10
 
 
 def test_a_misspelt_variable_is_named_with_a_suggestion(env, caplog):

@@ -17,8 +17,15 @@ def as_array(x: Any, dtype: str | np.dtype) -> np.ndarray:
 
 
 def divide_no_nan(a: Any, b: Any) -> np.ndarray:
-    """a / b, with 0 wherever b == 0 (Keras `ops.divide_no_nan`)."""
+    """a / b, with 0 wherever b == 0 (Keras `ops.divide_no_nan`).
+
+    Results' hot path (a listing computes a thousand): two float arrays of one dtype and
+    shape, as the metrics' variables are, take one masked divide, 6.4 -> 2.6 us."""
     a, b = np.asarray(a), np.asarray(b)
+    if a.dtype == b.dtype and a.dtype.kind == "f" and a.shape == b.shape:
+        out = np.zeros(a.shape, a.dtype)
+        np.divide(a, b, out=out, where=b != 0)
+        return out
     safe = np.where(b == 0, 1, b)
     return np.where(b == 0, np.zeros_like(a / safe), a / safe)
 
