@@ -674,17 +674,26 @@ class Sessions:
         def results() -> list[dict[str, Any]]:
             # Cached results first (result_cache.py); for the others, one borrowed metric per
             # distinct (class, arguments) on the page, not one per session: a page is often a
-            # thousand sessions of a few kinds.
+            # thousand sessions of a few kinds. Sessions of one kind whose metric declares it
+            # get their results from one stacked call (engine.stacked_results).
             with ExitStack() as stack:
                 metrics: dict[bytes, Metric] = {}
+
+                def borrowed(meta: SessionMeta) -> Metric:
+                    key = metric_key(meta.metric, meta.args)
+                    if key not in metrics:
+                        metrics[key] = stack.enter_context(
+                            self.metrics.borrow(meta.metric, meta.args))
+                    return metrics[key]
+
+                stacked = _stacked_results(listed, borrowed)
                 out = []
                 for s, result in listed:
                     if result is MISS:
-                        key = metric_key(s.meta.metric, s.meta.args)
-                        if key not in metrics:
-                            metrics[key] = stack.enter_context(
-                                self.metrics.borrow(s.meta.metric, s.meta.args))
-                        result = engine.result_json(metrics[key], s.state, s.meta.layout)
+                        result = stacked.get(s.meta.name, MISS)
+                        if result is MISS:
+                            result = engine.result_json(borrowed(s.meta), s.state,
+                                                        s.meta.layout)
                         self.results.put(s.meta, s.state, result)
                     sliced = {} if s.meta.slices is None else {"slices": {"max": s.meta.slices}}
                     out.append({"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
@@ -728,6 +737,29 @@ class Sessions:
                         "inputs": spec.inputs, "required": spec.required(),
                         "config": _jsonable(defaults)})
         return out
+
+
+def _stacked_results(listed: list[tuple[Snapshot, Any]],
+                     borrowed: Callable[[SessionMeta], Metric]) -> dict[str, Any]:
+    """Results by name for the uncached sessions of a listing that share a metric, its
+    arguments and layout, each group computed in one stacked call: a thousand Precision
+    sessions in a few numpy calls instead of a thousand loads and results. Groups whose
+    metric does not stack (engine.stacked_results: None) are left to the caller."""
+    groups: dict[tuple[bytes, bytes], list[Snapshot]] = {}
+    for snap, result in listed:
+        if result is MISS:
+            meta = snap.meta
+            key = (metric_key(meta.metric, meta.args), orjson.dumps(meta.layout))
+            groups.setdefault(key, []).append(snap)
+    out: dict[str, Any] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        meta = group[0].meta
+        results = engine.stacked_results(borrowed(meta), [s.state for s in group], meta.layout)
+        if results is not None:
+            out.update(zip((s.meta.name for s in group), results, strict=True))
+    return out
 
 
 def hosted(meta: SessionMeta) -> dict[str, Any]:

@@ -282,6 +282,16 @@ class Metric:
         declaration against separate updates."""
         return False
 
+    def results_stack(self) -> bool:
+        """Whether `result()` over variables that carry an extra leading axis (one row per
+        state) gives each state's result in its row: elementwise math on the variables, as
+        Mean's `total / count`, nothing that reduces or indexes their own axes. A listing
+        then computes the results of many sessions of this metric in one call
+        (`engine.stacked_results`). False unless a metric family declares it;
+        tests/test_stacked_results.py checks every declaration against results one by
+        one."""
+        return False
+
     def unbuilt_result(self) -> Any:
         """The result of a lazy metric before its first batch fixed its layout: None (Keras
         raises); a collection answers its other members' results beside it."""

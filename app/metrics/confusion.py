@@ -28,8 +28,9 @@ from app.metrics.confusion_utils import (
 
 
 def _per_threshold(values: np.ndarray, num_thresholds: int) -> np.ndarray:
-    """Keras returns a scalar for a single threshold and the (T,) vector otherwise."""
-    return values[0] if num_thresholds == 1 else values
+    """Keras returns a scalar for a single threshold and the (T,) vector otherwise. Indexed
+    from the last axis, so that stacked states (`results_stack`) keep their rows."""
+    return values[..., 0] if num_thresholds == 1 else values
 
 
 class _ConfusionMatrixConditionCount(Metric):
@@ -60,6 +61,9 @@ class _ConfusionMatrixConditionCount(Metric):
 
     def result(self) -> Any:
         return _per_threshold(self.accumulator.value, len(self.thresholds))
+
+    def results_stack(self) -> bool:
+        return True
 
     def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
         return True  # each element is compared with the thresholds on its own
@@ -149,6 +153,9 @@ class _TopKRatio(Metric):
         tp = self.true_positives.value
         ratio = ops.divide_no_nan(tp, tp + self._other_variable.value)
         return _per_threshold(ratio, len(self.thresholds))
+
+    def results_stack(self) -> bool:
+        return True
 
     def merges_along_batch(self, inputs: Mapping[str, np.ndarray]) -> bool:
         # top_k and class_id pick along the last axis: the batch axis only if it is the last.

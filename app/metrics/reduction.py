@@ -29,6 +29,9 @@ class Sum(Metric):
     def result(self) -> Any:
         return np.asarray(self.total.value, dtype=self.dtype)
 
+    def results_stack(self) -> bool:
+        return True
+
 
 class Mean(Metric):
     """The (weighted) mean of `values`: `total / count`, 0 when count is 0."""
@@ -56,6 +59,9 @@ class Mean(Metric):
 
     def result(self) -> Any:
         return ops.divide_no_nan(self.total.value, self.count.value)
+
+    def results_stack(self) -> bool:
+        return True  # elementwise; subclasses that compute otherwise say so
 
 
 class Masked:
