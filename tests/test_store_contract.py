@@ -269,6 +269,40 @@ async def test_list_with_known_states_keeps_the_budget_and_reads_what_changed(st
     assert [s.meta.name for s in whole.sessions] == [f"big.{i}" for i in range(4)]
 
 
+async def test_list_with_known_metas_answers_what_moved_since(store):
+    """Sessions the caller knows, then written, reset, given their layout, or deleted and
+    created again: each listed meta and state is what a read gives now (a single Redis
+    sends only the epoch, version and layout of a known incarnation)."""
+    names = ["k.written", "k.reset", "k.layout", "k.again", "k.same"]
+    for name in names:
+        await store.create(meta(name))
+        await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1)])
+    known = {name: (await store.read(name)).meta for name in names}
+    await store.apply("k.written", [Batch(sums=runs({1: 2.0}), samples=1)])
+    await store.reset("k.reset")
+    await store.apply("k.layout", [Batch(sums=runs({3: 1.0}), samples=1,
+                                         layout='{"num_classes":4}')])
+    await store.delete("k.again")
+    again = meta("k.again")
+    again.id, again.created_at = "id-second", 1800000000.5
+    await store.create(again)
+    await store.apply("k.again", [Batch(sums=runs({2: 7.0}), samples=1)])
+    page = await store.list("k.", None, limit=10, known=known.get)
+    assert sorted(s.meta.name for s in page.sessions) == sorted(names)
+    for listed in page.sessions:
+        now = await store.read(listed.meta.name)
+        assert listed.meta == now.meta, listed.meta.name
+        if listed.state is not UNREAD:
+            assert listed.state.sums_dict() == now.state.sums_dict(), listed.meta.name
+    by_name = {s.meta.name: s for s in page.sessions}
+    assert by_name["k.reset"].meta.epoch == 1
+    assert by_name["k.layout"].meta.layout == {"num_classes": 4}
+    assert by_name["k.again"].meta.id == "id-second"
+    assert by_name["k.again"].meta.created_at == 1800000000.5
+    if isinstance(store, RedisStore) and not isinstance(store._client, RedisCluster):  # noqa: SLF001
+        assert by_name["k.same"].state is UNREAD
+
+
 async def test_key_is_bound_to_its_request(store):
     name = "run1.val.precision"
     await store.create(meta())

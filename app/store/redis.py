@@ -117,6 +117,23 @@ def _meta_of(name: str, raw: dict[str, Any]) -> SessionMeta:
     )
 
 
+#: read_many's answer for a session whose state moved since the caller's meta: epoch, state
+#: version, layout, sums, extremes (its other meta fields are the caller's).
+MOVED_ENTRY = 5
+
+
+def _meta_moved(known: SessionMeta, epoch: bytes, version: bytes, layout: bytes
+                ) -> SessionMeta:
+    """The caller's meta of this incarnation with what writes and resets move: the epoch, the
+    state version and a lazy metric's layout. Everything else is fixed at create, so a cold
+    listing parses no JSON for it (3.0 -> ~1 us a session)."""
+    return SessionMeta(name=known.name, metric=known.metric, args=known.args,
+                       config=known.config, epoch=int(epoch), created_at=known.created_at,
+                       ttl_seconds=known.ttl_seconds, id=known.id,
+                       layout=orjson.loads(layout) if layout else None, window=known.window,
+                       slices=known.slices, version=int(version))
+
+
 def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
     """A batch's runs as the apply script reads them: packed headers, packed values."""
     if len(batch.sums) == 1 and not len(batch.maxes) and not len(batch.mins) \
@@ -685,6 +702,10 @@ class RedisStore:
         for name, meta, entry in zip(names, metas, found, strict=False):
             if isinstance(entry, int) and meta is not None:
                 out.append(Snapshot(meta, UNREAD))
+            elif len(entry) == MOVED_ENTRY and meta is not None:
+                epoch, version, layout, sums, extremes = entry
+                out.append(Snapshot(_meta_moved(meta, epoch, version, layout),
+                                    state_from(sums, extremes)))
             elif entry:
                 out.append(Snapshot(_meta_of(name, dict(zip(META_FIELDS, entry[0], strict=True))),
                                     state_from(entry[1], entry[2])))

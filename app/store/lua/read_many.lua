@@ -13,7 +13,9 @@
 --          the state the caller already has (its result cached), or '' for none
 -- Returns: one entry per session read: 1 when its meta's id and state version `v` (absent:
 -- 0; every write bumps it, see apply.lua) are the caller's "<id>:<v>", so the state is not
--- sent; else {the n meta fields as HMGET, sums, extremes}; or {} for a session that is gone
+-- sent; {epoch, v, layout or '', sums, extremes} when only the version moved (the same
+-- incarnation, id: its other meta fields are fixed at create, and the caller has them);
+-- else {the n meta fields as HMGET, sums, extremes}; or {} for a session that is gone
 -- (TTL). It stops before the session that would take the page past the budget, but always
 -- reads the first. HMGET, not HGETALL: half the reply to parse.
 local budget = tonumber(ARGV[1])
@@ -25,10 +27,13 @@ for at = 9 + n, #ARGV, 2 do
   local name, token = ARGV[at], ARGV[at + 1]
   local meta = affix[1] .. name .. affix[2]
   local state, ext = affix[3] .. name .. affix[4], affix[5] .. name .. affix[6]
-  local same = false
+  local same, moved, seen = false, false, nil
   if token ~= '' then
-    local seen = redis.call('HMGET', meta, 'id', 'v')
-    same = seen[1] and (seen[1] .. ':' .. (seen[2] or '0')) == token
+    seen = redis.call('HMGET', meta, 'id', 'v', 'epoch', 'layout')
+    if seen[1] then
+      same = (seen[1] .. ':' .. (seen[2] or '0')) == token
+      moved = not same and seen[1] == string.match(token, '^(.*):')
+    end
   end
   local sums, extremes
   if same then
@@ -44,6 +49,8 @@ for at = 9 + n, #ARGV, 2 do
   end
   if same then
     out[#out + 1] = 1
+  elseif moved then
+    out[#out + 1] = {seen[3], seen[2] or '0', seen[4] or '', sums, extremes}
   else
     local found = redis.call('HMGET', meta, unpack(fields))
     if not found[1] then  -- every session has its first field (metric)
