@@ -92,13 +92,19 @@ async def test_unchanged_sessions_are_not_computed_again(two_processes, monkeypa
         await writer.create(f"u.{i}", "Precision", None, None)
         await update(writer, f"u.{i}", 1, i)
     computed: list[object] = []
-    real = engine.result_json
+    real, real_stacked = engine.result_json, engine.stacked_results
 
     def counting(*args, **kwargs):
         computed.append(args[0])
         return real(*args, **kwargs)
 
+    def counting_stacked(metric, states, layout=None):  # a listing's sessions of one metric
+        results = real_stacked(metric, states, layout)
+        computed.extend([metric] * (0 if results is None else len(states)))
+        return results
+
     monkeypatch.setattr(engine, "result_json", counting)
+    monkeypatch.setattr(engine, "stacked_results", counting_stacked)
     first = await listed(reader, "u.")
     assert len(computed) == 5
     assert await listed(reader, "u.") == first
