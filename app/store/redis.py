@@ -693,10 +693,10 @@ class RedisStore:
         if not names:
             return []
         metas = [known(name) if known is not None else None for name in names]
-        pairs = [part for name, m in zip(names, metas, strict=True)
-                 for part in (name, "" if m is None else f"{m.id}:{m.version}")]
+        pairs = "".join(f"{name}\n\n" if m is None else f"{name}\n{m.id}:{m.version}\n"
+                        for name, m in zip(names, metas, strict=True))
         found = await self._run("read_many", names[0], [
-            max_elements or 0, len(META_FIELDS), *META_FIELDS, *PAGE_KEY_AFFIXES, *pairs],
+            max_elements or 0, len(META_FIELDS), *META_FIELDS, *PAGE_KEY_AFFIXES, pairs],
             key_list=[keys.meta(names[0])])
         out: builtins.list[Snapshot | None] = []
         for name, meta, entry in zip(names, metas, found, strict=False):

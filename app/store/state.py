@@ -132,8 +132,10 @@ class State:
 
 
 def _grown(array: np.ndarray, size: int, fill: float | bool) -> np.ndarray:
+    """`array` with at least `size` elements (new ones `fill`), writable: the caller adds in
+    place, and a parsed state's arrays are read-only views (`state_from`)."""
     if array.size >= size:
-        return array
+        return array if array.flags.writeable else array.copy()
     out = np.full(size, fill, dtype=array.dtype)
     out[:array.size] = array
     return out
@@ -161,11 +163,22 @@ def pack_extremes(values: np.ndarray, present: np.ndarray) -> bytes:
     return packed.tobytes()
 
 
+#: The extremes of a state that has none (read-only: zero-size, and never written in place).
+NO_EXTREMES = np.zeros(0, np.float64)
+NO_FLAGS = np.zeros(0, bool)
+NO_EXTREMES.flags.writeable = NO_FLAGS.flags.writeable = False
+
+
 def state_from(sums: bytes | None, extremes: bytes | None) -> State:
-    """Parse the two packed strings (as Redis keeps them) without a Python loop."""
-    s = np.frombuffer(sums or b"", "<f8", count=len(sums or b"") // 8).astype(np.float64)
+    """Parse the two packed strings (as Redis keeps them) without a Python loop. The sums are
+    a read-only view of `sums` (a listing parses thousands: 2.6 -> 1.3 us each); State's
+    methods that add in place copy them first."""
+    raw_sums = sums or b""
+    s = np.frombuffer(raw_sums, "<f8", count=len(raw_sums) // 8)
+    if s.dtype != np.float64:  # a big-endian machine
+        s = s.astype(np.float64)
     raw = extremes or b""
-    if not raw:  # the usual case (only plugins keep extremes): a listing parses thousands
-        return State(s)
+    if not raw:  # the usual case (only plugins keep extremes)
+        return State(s, NO_EXTREMES, NO_FLAGS)
     e = np.frombuffer(raw, EXTREME, count=len(raw) // EXTREME.itemsize)
     return State(s, e["value"].astype(np.float64), e["set"].astype(bool))

@@ -1,16 +1,18 @@
 -- read_many: the meta and state of several sessions, for one page of a listing, in one call.
 -- A single Redis only: the keys span hash slots, which a Redis Cluster refuses in one script
 -- (there the store reads session by session). The script composes each session's keys from
--- its name, so that a page of a thousand sessions sends a thousand names, not three thousand
--- keys (packing the command's arguments was a third of a listing's time).
+-- its name, and the names come in one argument, so that a page of a thousand sessions is a
+-- few arguments, not three thousand keys (redis-py packs each argument in Python: that was a
+-- third of a listing's time).
 -- KEYS: the first session's meta key (where the call goes)
 -- ARGV[1]: the most state elements the page may hold (0: no budget)
 -- ARGV[2]: n, the number of meta fields to return; ARGV[3 .. 2 + n]: those fields (redis.py
 --          META_FIELDS)
 -- ARGV[3 + n .. 8 + n]: the text before and after the name in a session's meta, state and
 --          ext keys (keys.around_name)
--- ARGV[9 + n + 2(k - 1)], ARGV[10 + n + 2(k - 1)]: the k-th session's name, and "<id>:<v>" of
---          the state the caller already has (its result cached), or '' for none
+-- ARGV[9 + n]: per session, its name and a newline, then "<id>:<v>" of the state the caller
+--          already has (its result cached) or nothing, and a newline (names and ids hold no
+--          newline: service.NAME_PATTERN, hex ids)
 -- Returns: one entry per session read: 1 when its meta's id and state version `v` (absent:
 -- 0; every write bumps it, see apply.lua) are the caller's "<id>:<v>", so the state is not
 -- sent; {epoch, v, layout or '', sums, extremes} when only the version moved (the same
@@ -23,8 +25,7 @@ local n = tonumber(ARGV[2])
 local fields = {unpack(ARGV, 3, 2 + n)}
 local affix = {unpack(ARGV, 3 + n, 8 + n)}
 local out, total = {}, 0
-for at = 9 + n, #ARGV, 2 do
-  local name, token = ARGV[at], ARGV[at + 1]
+for name, token in string.gmatch(ARGV[9 + n], '([^\n]*)\n([^\n]*)\n') do
   local meta = affix[1] .. name .. affix[2]
   local state, ext = affix[3] .. name .. affix[4], affix[5] .. name .. affix[6]
   local same, moved, seen = false, false, nil
