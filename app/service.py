@@ -686,7 +686,8 @@ class Sessions:
                             self.metrics.borrow(meta.metric, meta.args))
                     return metrics[key]
 
-                stacked = _stacked_results(listed, borrowed)
+                stacked = _stacked_results(
+                    listed, borrowed, lambda meta, metric: not self._plugin_classes(meta, metric))
                 out = []
                 for s, result in listed:
                     if result is MISS:
@@ -740,11 +741,14 @@ class Sessions:
 
 
 def _stacked_results(listed: list[tuple[Snapshot, Any]],
-                     borrowed: Callable[[SessionMeta], Metric]) -> dict[str, Any]:
+                     borrowed: Callable[[SessionMeta], Metric],
+                     builtin: Callable[[SessionMeta, Metric], bool]) -> dict[str, Any]:
     """Results by name for the uncached sessions of a listing that share a metric, its
     arguments and layout, each group computed in one stacked call: a thousand Precision
     sessions in a few numpy calls instead of a thousand loads and results. Groups whose
-    metric does not stack (engine.stacked_results: None) are left to the caller."""
+    metric does not stack (engine.stacked_results: None), and plugins (a plugin that
+    subclasses Mean inherits its declaration, not necessarily its elementwise result), are
+    left to the caller."""
     groups: dict[tuple[bytes, bytes], list[Snapshot]] = {}
     for snap, result in listed:
         if result is MISS:
@@ -756,7 +760,10 @@ def _stacked_results(listed: list[tuple[Snapshot, Any]],
         if len(group) < 2:
             continue
         meta = group[0].meta
-        results = engine.stacked_results(borrowed(meta), [s.state for s in group], meta.layout)
+        metric = borrowed(meta)
+        if not builtin(meta, metric):
+            continue
+        results = engine.stacked_results(metric, [s.state for s in group], meta.layout)
         if results is not None:
             out.update(zip((s.meta.name for s in group), results, strict=True))
     return out

@@ -122,3 +122,18 @@ def test_a_listing_of_many_sessions_answers_each_sessions_result(client, monkeyp
     for entry in listed["sessions"]:
         alone = client.get(f"/v1/sessions/{entry['name']}/result").json()
         assert entry["result"] == alone["result"], entry["name"]
+
+
+def test_a_plugin_is_never_stacked(api_store):
+    """A plugin subclassing Mean inherits its declaration but not necessarily its elementwise
+    result: its sessions are computed one by one, and each lists its own result."""
+    settings = Settings(plugins="tests.plugin_stacking")
+    with TestClient(create_app(settings, store=api_store)) as client:
+        for i in range(4):
+            assert client.put(f"/v1/sessions/pooled.{i}",
+                              json={"metric": "PooledMean"}).status_code == 201
+            values = [float(i)] * (i + 1)
+            assert client.post(f"/v1/sessions/pooled.{i}/update",
+                               json={"values": values}).status_code == 200
+        listed = client.get("/v1/sessions", params={"prefix": "pooled."}).json()["sessions"]
+        assert [entry["result"] for entry in listed] == [0.0, 1.0, 2.0, 3.0]
