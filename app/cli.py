@@ -17,6 +17,7 @@ start (the same one line and status as `uvicorn app.main:app`).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging.config
 import math
@@ -107,11 +108,21 @@ def serve(args: argparse.Namespace) -> int:
     config = log_config()
     logging.config.dictConfig(config)
     app = preflight(workers)
+    http = http_protocol()
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_config=config)
+        uvicorn.run(app, host=host, port=port, log_config=config, http=http)
     else:  # each worker process imports app.main, which runs the same checks again
-        uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_config=config)
+        uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_config=config,
+                    http=http)
     return 0
+
+
+def http_protocol() -> str:
+    """Tally's HTTP protocol (app/http_protocol.py: uvicorn's httptools protocol, a response
+    sent in one write) when httptools is installed, else uvicorn's own choice."""
+    if importlib.util.find_spec("httptools") is None:
+        return "auto"
+    return "app.http_protocol:HttpToolsProtocol"
 
 
 def openapi(_: argparse.Namespace) -> int:

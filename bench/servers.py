@@ -1,8 +1,10 @@
 """The processes a benchmark measures: uvicorn servers and private redis-servers.
 
 Every server is its own uvicorn process on a free port, started with `--loop uvloop --http
-httptools --no-access-log` (uvicorn refuses to start when either is missing, and
-`fast_stack_loaded` checks that the running workers really mapped both). CPU time is read from
+app.http_protocol:HttpToolsProtocol --no-access-log`, as `tally serve` runs it: uvicorn's
+httptools protocol with a response's head and body sent in one write (uvicorn refuses to start
+when uvloop or httptools is missing, and `fast_stack_loaded` checks that the running workers
+really mapped both). Tally and the bare baselines run on this same stack. CPU time is read from
 /proc for a process and its children, and from `INFO cpu` for Redis, so a figure can say what a
 request cost the server besides how many the server answered.
 """
@@ -24,6 +26,8 @@ import httpx
 from tests.redis_servers import RedisProcess, free_port
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+#: The HTTP protocol `tally serve` runs (app/http_protocol.py), for every server measured.
+HTTP_PROTOCOL = "app.http_protocol:HttpToolsProtocol"
 #: Shared objects a worker maps when uvicorn really runs on uvloop and httptools.
 FAST_STACK_LIBRARIES = ("uvloop/loop.", "httptools/parser/parser.")
 
@@ -54,7 +58,7 @@ class Server:
 
 def uvicorn_command(module: str, port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+            "--workers", str(workers), "--loop", "uvloop", "--http", HTTP_PROTOCOL,
             "--no-access-log", "--log-level", "warning"]
 
 

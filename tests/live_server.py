@@ -26,7 +26,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(self.workers), "--log-level",
-             "warning"],
+             "warning", "--http", "app.http_protocol:HttpToolsProtocol"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_until_ready(self.url, self.process, lambda: "(output not kept)", within=60)
