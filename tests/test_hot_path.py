@@ -71,7 +71,7 @@ async def test_hot_routes_skip_the_router_and_the_rest_reach_it():
         reached.append((scope["method"], scope["path"]))
         await Response(status_code=299)(scope, receive, send)
 
-    dispatch = DirectDispatch(behind, routes=sessions.router.routes)
+    dispatch = DirectDispatch(behind, sessions.router.routes, app.state.http_metrics)
 
     async def with_app(scope, receive, send):  # what Starlette puts in every scope
         await dispatch({**scope, "app": app}, receive, send)

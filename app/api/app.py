@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from app.api import catalogue, dashboard, docs, health, problems, sessions
 from app.api.direct import DirectDispatch
@@ -39,6 +40,20 @@ def make_store(settings: Settings) -> Store:
     return MemoryStore(history_limit=settings.history_limit,
                        idempotency_ttl=settings.idempotency_ttl_seconds,
                        idempotency_keys=settings.max_idempotency_keys)
+
+
+class TallyApp(FastAPI):
+    """FastAPI, with the hot routes answered before its middleware stack.
+
+    FastAPI runs every request through its own middlewares (server errors, telemetry, body
+    limits) and the user's before the router. `DirectDispatch` answers the hot routes in
+    front of all of them, with the same answers (its errors become the same problem
+    documents) and counted in the same request metrics; every other request goes through
+    the whole stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return DirectDispatch(super().build_middleware_stack(), sessions.router.routes,
+                              self.state.http_metrics)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -76,18 +91,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             if probe is not None:
                 await probe.close()
 
-    app = FastAPI(title="Tally", version="1.1",
-                  description="Keras-exact streaming metrics as a service. Errors are RFC 9457 "
-                              "problem documents (application/problem+json). The contract is "
-                              "docs/API.md in Tally's source repository.",
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = TallyApp(title="Tally", version="1.1",
+                   description="Keras-exact streaming metrics as a service. Errors are RFC "
+                               "9457 problem documents (application/problem+json). The "
+                               "contract is docs/API.md in Tally's source repository.",
+                   lifespan=lifespan, docs_url=None, redoc_url=None)
     problems.install(app)
     docs.install(app)
     for router in (sessions.router, catalogue.router, health.router, dashboard.router):
         app.include_router(router)
     app.include_router(prometheus_router)
     app.state.http_metrics = HttpMetrics()
-    app.add_middleware(DirectDispatch, routes=sessions.router.routes)  # inside the metrics
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]
     return app

@@ -97,6 +97,17 @@ class HttpMetrics:
     def collectors(self) -> tuple[Collector, ...]:
         return self.requests, self.duration, self.in_progress
 
+    def started(self) -> float:
+        """A request is being answered: the in-progress gauge up; its start time."""
+        self.in_progress.inc()
+        return perf_counter()
+
+    def finished(self, scope: Scope, status: int, started: float) -> None:
+        """The request that `started` is answered with `status`: the gauge down, counted."""
+        self.in_progress.dec()
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
+        self.observe(method, route_template(scope), status, perf_counter() - started)
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
         children = self._children.get(key)
@@ -135,14 +146,12 @@ class HttpMetricsMiddleware:
             return
         status = 500
         counted = False
-        start = perf_counter()
+        started = self.metrics.started()
 
         def count() -> None:
             nonlocal counted
             counted = True
-            self.metrics.in_progress.dec()
-            method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            self.metrics.observe(method, route_template(scope), status, perf_counter() - start)
+            self.metrics.finished(scope, status, started)
 
         async def send_counting(message: Message) -> None:
             nonlocal status
@@ -152,7 +161,6 @@ class HttpMetricsMiddleware:
                 count()
             await send(message)
 
-        self.metrics.in_progress.inc()
         try:
             await self.app(scope, receive, send_counting)
         finally:
