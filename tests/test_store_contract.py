@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
+from app.errors import OutcomeUnknown, StoreUnavailable
 from app.store.base import (
     UNREAD,
     Applied,
@@ -422,9 +423,9 @@ async def test_concurrent_batches_of_one_session_share_script_calls(store):
     calls = []
     send = store._apply_now  # noqa: SLF001
 
-    async def counted(session, batches):
+    async def counted(session, batches, conn=None):
         calls.append(len(batches))
-        return await send(session, batches)
+        return await send(session, batches, conn)
 
     store._apply_now = counted  # noqa: SLF001
     batches = [Batch(sums=runs({0: 1.0}), samples=1, idempotency_key=f"k{i % 30}",
@@ -464,6 +465,68 @@ async def test_a_burst_waits_for_connections_instead_of_failing(redis_server):
         assert all(r.state.sums_dict() == {0: 50.0} for r in reads)
     finally:
         await small.close()
+
+
+async def test_group_commit_on_its_own_connection_survives_a_script_flush_and_a_kill(
+        redis_server):
+    """Group commit sends on a connection it holds for its run (app.store.redis._eval_on):
+    after SCRIPT FLUSH (a restarted Redis) the script is loaded again and each batch counts
+    once; after the connection is killed, the call in flight fails as a store error (every
+    batch of it gets the error: nothing was applied twice) and the next call reconnects; and
+    the connection goes back to the pool when the run ends."""
+    from app.store.redis import RedisStore
+
+    redis_server.client().flushall()
+    store = RedisStore.from_url(redis_server.url, max_connections=4, timeout=5)
+    name = "run1.val.precision"
+    admin = redis_server.client()
+    try:
+        await store.create(meta())
+
+        async def burst(count: int) -> list[object]:
+            answers = await asyncio.gather(*(store.apply(name, [Batch(
+                sums=runs({0: 1.0}), samples=1)]) for _ in range(count)),
+                return_exceptions=True)
+            return [a if isinstance(a, BaseException) else a[0] for a in answers]
+
+        assert all(isinstance(a, Applied) for a in await burst(20))
+        admin.script_flush()
+        assert all(isinstance(a, Applied) for a in await burst(20))
+        assert await sums(store, name) == {0: 40.0}
+        own = admin.client_id()
+        for client in admin.client_list():
+            if int(client["id"]) != own:
+                admin.client_kill_filter(_id=client["id"])
+        outcomes = await burst(20)  # the killed connection's call fails as a store error
+        assert all(isinstance(a, Applied | StoreUnavailable | OutcomeUnknown)
+                   for a in outcomes), outcomes
+        applied = sum(isinstance(a, Applied) for a in outcomes)
+        assert applied < 20
+        assert await sums(store, name) == {0: 40.0 + applied}
+        assert all(isinstance(a, Applied) for a in await burst(20))
+        assert await sums(store, name) == {0: 60.0 + applied}
+        pool = store._client.connection_pool  # noqa: SLF001 - the connections lent out
+        assert not pool._in_use_connections  # noqa: SLF001
+        # A run cancelled while its call waits (writes paused; as at shutdown) answers the
+        # requests waiting on it (outcome unknown: the call was sent) and gives its
+        # connection back, disconnected: an answer may still be on its way on that socket.
+        admin.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
+        waiting = asyncio.ensure_future(burst(3))
+        while not store._committers:  # noqa: SLF001
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        (lent,) = pool._in_use_connections  # noqa: SLF001 - the run's, its call waiting
+        assert lent.is_connected
+        for task in list(store._committers):  # noqa: SLF001
+            task.cancel()
+        stopped = await waiting
+        assert all(isinstance(a, OutcomeUnknown) for a in stopped), stopped
+        admin.execute_command("CLIENT", "UNPAUSE")
+        assert not pool._in_use_connections  # noqa: SLF001
+        assert not lent.is_connected
+        assert all(isinstance(a, Applied) for a in await burst(5))
+    finally:
+        await store.close()
 
 
 async def test_a_large_batch_adds_exactly_with_its_preconditions(store):
