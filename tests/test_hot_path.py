@@ -118,3 +118,39 @@ def test_an_unexpected_error_on_a_hot_route_is_a_500_problem_counted_as_such(mon
         assert answer.json()["detail"] == "an unexpected error occurred: RuntimeError"
         metrics = client.get("/metrics").text
     assert 'route="/v1/sessions/{name}/update",status="500"' in metrics
+
+
+def test_the_app_answers_hot_routes_in_front_of_fastapi_and_the_rest_through_it():
+    """TallyApp: the hot routes never reach FastAPI's own call (its telemetry check and
+    middleware stack); every other request, a deployment under a root_path, and the lifespan
+    do, and both kinds are counted in /metrics by route template."""
+    app = create_app(Settings(), store=MemoryStore())
+    reached: list[str] = []
+    build = app.build_middleware_stack
+
+    def spying_stack():
+        stack = build()
+
+        async def spy(scope, receive, send):
+            reached.append(scope.get("path", scope["type"]))
+            await stack(scope, receive, send)
+
+        return spy
+
+    app.build_middleware_stack = spying_stack  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        client.put("/v1/sessions/p", json={"metric": "Precision"})
+        assert client.post("/v1/sessions/p/update",
+                           json={"y_true": [1, 0], "y_pred": [0.9, 0.8]}).status_code == 200
+        assert client.get("/v1/sessions/p/result").json()["result"] == 0.5
+        assert client.get("/v1/sessions/nope/result").status_code == 404
+        assert reached == ["lifespan", "/v1/sessions/p"]
+        metrics = client.get("/metrics").text
+    for line in ('method="POST",route="/v1/sessions/{name}/update",status="200"} 1.0',
+                 'method="GET",route="/v1/sessions/{name}/result",status="200"} 1.0',
+                 'method="GET",route="/v1/sessions/{name}/result",status="404"} 1.0',
+                 'method="PUT",route="/v1/sessions/{name}",status="201"} 1.0'):
+        assert line in metrics, line
+    with TestClient(app, root_path="/tally") as prefixed:
+        assert prefixed.get("/tally/v1/sessions/p/result").status_code == 200
+    assert reached[-1] == "/tally/v1/sessions/p/result"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
 from app.api import catalogue, dashboard, docs, health, problems, sessions
 from app.api.direct import DirectDispatch
@@ -43,17 +44,26 @@ def make_store(settings: Settings) -> Store:
 
 
 class TallyApp(FastAPI):
-    """FastAPI, with the hot routes answered before its middleware stack.
+    """FastAPI, with the hot routes answered in front of it.
 
-    FastAPI runs every request through its own middlewares (server errors, telemetry, body
-    limits) and the user's before the router. `DirectDispatch` answers the hot routes in
-    front of all of them, with the same answers (its errors become the same problem
-    documents) and counted in the same request metrics; every other request goes through
-    the whole stack."""
+    FastAPI runs every request through its telemetry check (three provider lookups in the
+    environment), its own middlewares (server errors, telemetry, body limits) and the
+    user's before the router. `DirectDispatch` answers the two hot routes before all of
+    that, with the same answers (its errors become the same problem documents) counted in
+    the same request metrics; every other request, and the lifespan, go to FastAPI as
+    usual. (So FastAPI's native OpenTelemetry instrumentation, off unless a provider is
+    configured, does not see the hot routes; Tally's Prometheus series count them.)"""
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return DirectDispatch(super().build_middleware_stack(), sessions.router.routes,
-                              self.state.http_metrics)
+    _direct: DirectDispatch | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = self._direct
+        if direct is None:  # the routes and the request metrics are in place by now
+            direct = self._direct = DirectDispatch(
+                partial(FastAPI.__call__, self), sessions.router.routes,
+                self.state.http_metrics)
+        scope["app"] = self
+        await direct(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
