@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
+import hiredis
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
@@ -411,19 +412,21 @@ class RedisStore:
                        ) -> Any:
         """EVALSHA on a connection this caller holds: what `_run` does without the client's
         layers (the pool's lock, retry and event hooks: ~25 us of a ~65 us call, measured
-        with uvloop), for group commit's hot loop. A script Redis no longer has (restarted)
-        is loaded and sent again. A connection error, a timeout or a cancellation leaves the
-        connection disconnected (the next call reconnects) since its answer may still come;
-        an error answer leaves it as it is."""
-        sha = self._scripts[script].sha
+        with uvloop), for group commit's hot loop; the command is packed by hiredis (the
+        same bytes as redis-py's packer, ~7x faster). A script Redis no longer has
+        (restarted) is loaded and sent again. A connection error, a timeout or a
+        cancellation leaves the connection disconnected (the next call reconnects), since
+        its answer may still come; an error answer leaves it as it is."""
+        evalsha = hiredis.pack_command(
+            ("EVALSHA", self._scripts[script].sha, len(key_list), *key_list, *args))
         try:
             try:
-                await conn.send_command("EVALSHA", sha, len(key_list), *key_list, *args)
+                await conn.send_packed_command(evalsha)
                 return await conn.read_response()
             except rexc.NoScriptError:
                 await conn.send_command("SCRIPT", "LOAD", self._sources[script])
                 await conn.read_response()
-                await conn.send_command("EVALSHA", sha, len(key_list), *key_list, *args)
+                await conn.send_packed_command(evalsha)
                 return await conn.read_response()
         except rexc.ResponseError:
             raise
