@@ -154,3 +154,24 @@ def test_the_app_answers_hot_routes_in_front_of_fastapi_and_the_rest_through_it(
     with TestClient(app, root_path="/tally") as prefixed:
         assert prefixed.get("/tally/v1/sessions/p/result").status_code == 200
     assert reached[-1] == "/tally/v1/sessions/p/result"
+
+
+def test_hiredis_packs_an_apply_call_as_redis_py_does():
+    """Group commit packs EVALSHA with hiredis (RedisStore._eval_on): the bytes on the wire
+    are redis-py's own for the same arguments (a real call's: ints, text, binary blobs)."""
+    import hiredis
+    from redis.asyncio.connection import Connection
+
+    from app.store import keys
+    from app.store.redis import RedisStore, _encode_batches
+
+    store = RedisStore.from_url("redis://127.0.0.1:1/0")
+    batches = [Batch(Runs(np.array([0]), np.array([2]), np.array([1.0, 3.0])), samples=4,
+                     idempotency_key="k-\u00e9", epoch=3),
+               Batch(Runs(np.array([7]), np.array([1]), np.array([-0.0])), samples=1)]
+    headers, blobs = _encode_batches(batches)
+    name = "run1.val.\u00e9"
+    session_keys = keys.session_keys(name)
+    args = ("EVALSHA", store._scripts["apply"].sha, len(session_keys),  # noqa: SLF001
+            *session_keys, *store._apply_head(name, headers), *blobs)  # noqa: SLF001
+    assert hiredis.pack_command(args) == b"".join(Connection().pack_command(*args))
