@@ -583,3 +583,50 @@ def test_past_the_slice_limit_the_first_slice_results_are_exported_and_it_says_s
     assert exported == [("a", "x"), ("a", "y"), ("b", "x")]
     [flag] = samples(text, "tally_slices_truncated")
     assert flag.value == 1.0
+
+
+def test_one_process_counts_expose_what_prometheus_client_would(monkeypatch):
+    """LocalHttpMetrics (one process, plain numbers) against HttpMetrics (prometheus_client's
+    own objects, the oracle) fed the same requests: the same exposition, byte for byte, in
+    both formats. Durations include every bucket bound exactly (`le` is inclusive), values
+    between and beyond them, and requests still in progress."""
+    import random
+
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    rng = random.Random(11)
+    local, oracle = prometheus.LocalHttpMetrics(), prometheus.HttpMetrics()
+    durations = [*prometheus.BUCKETS, 0.0, 1e-9, 20.0, 1e6]
+    durations += [rng.uniform(0, 12) for _ in range(200)]
+    durations += [rng.choice(prometheus.BUCKETS) * rng.choice([0.999, 1.0, 1.001])
+                  for _ in range(100)]
+    for seconds in durations:
+        method = rng.choice(["GET", "POST", "OTHER"])
+        route = rng.choice(["/v1/sessions/{name}/update", "/v1/sessions/{name}/result",
+                            prometheus.UNMATCHED])
+        status = rng.choice([200, 404, 409, 500])
+        local.observe(method, route, status, seconds)
+        oracle.observe(method, route, status, seconds)
+    monkeypatch.setattr(prometheus, "perf_counter", lambda: 7.25)  # the same duration twice
+    for metrics in (local, oracle):
+        metrics.started()
+        metrics.started()
+        metrics.finished({"method": "BREW", "route": None}, 418, metrics.started() - 0.5)
+
+    def exposed(metrics, encode):
+        registry = CollectorRegistry(auto_describe=False)
+        for collector in metrics.collectors:
+            registry.register(collector)
+        return encode(registry)
+
+    for encode in (generate_latest, openmetrics):
+        assert exposed(local, encode) == exposed(oracle, encode)
+    text = exposed(local, generate_latest).decode()
+    assert "tally_http_requests_in_progress 2.0" in text
+    assert 'method="OTHER",route="<unmatched>",status="418"' in text
+
+
+def test_the_app_counts_in_process_unless_workers_share_files(monkeypatch, tmp_path):
+    assert isinstance(prometheus.request_metrics(), prometheus.LocalHttpMetrics)
+    monkeypatch.setenv(prometheus_dir.VARIABLE, str(tmp_path))
+    assert isinstance(prometheus.request_metrics(), prometheus.HttpMetrics)

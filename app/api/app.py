@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api import catalogue, dashboard, docs, health, problems, sessions
 from app.api.direct import DirectDispatch
-from app.api.prometheus import HttpMetrics, HttpMetricsMiddleware
+from app.api.prometheus import HttpMetricsMiddleware, request_metrics
 from app.api.prometheus import router as prometheus_router
 from app.metrics.plugins import load_plugins, log_loaded
 from app.metrics.registry import builtin_registry
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     for router in (sessions.router, catalogue.router, health.router, dashboard.router):
         app.include_router(router)
     app.include_router(prometheus_router)
-    app.state.http_metrics = HttpMetrics()
+    app.state.http_metrics = request_metrics()
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     app.openapi = lambda: tally_openapi(app)  # type: ignore[method-assign]
     return app

@@ -23,7 +23,7 @@ from app.api.problems import tally_error, unexpected_error
 from app.errors import TallyError
 
 if TYPE_CHECKING:
-    from app.api.prometheus import HttpMetrics
+    from app.api.prometheus import RequestMetrics
 
 Binder = Callable[[Request], Awaitable[dict[str, Any]]]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,7 +82,7 @@ class DirectDispatch:
     stack and router: in process, that machinery costs a small update more than the bare
     endpoint's whole work. A matched request gets what the router would have given it
     (`route` and `path_params` in the scope), its endpoint is called through its binder,
-    and it is counted in the request metrics (`HttpMetrics`, by route template) just before
+    and it is counted in the request metrics (`RequestMetrics`, by route template) just before
     its answer is handed to the server, as `HttpMetricsMiddleware` counts the others.
 
     Errors are answered as the stack would answer them: a `TallyError` becomes its problem
@@ -91,7 +91,7 @@ class DirectDispatch:
     Everything else goes on to the stack. A deployment under a `root_path` takes the routed
     path (the routes' own `DirectRoute` handler does the same binding there)."""
 
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute], metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute], metrics: RequestMetrics) -> None:
         self.app = app
         self._routes = routes
         self._metrics = metrics
