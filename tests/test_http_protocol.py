@@ -193,6 +193,14 @@ async def test_an_app_that_fails_after_starting_its_answer_sends_the_head_then_c
     assert len(transport.sent) == 1 and transport.sent[0].startswith(b"HTTP/1.1 200 OK")
 
 
+async def test_a_malformed_request_gets_its_400_before_the_connection_closes():
+    protocol, transport = connect(json_app)
+    protocol.data_received(b"NOT HTTP AT ALL\r\n\r\n")
+    await settle()
+    assert transport.closed
+    assert len(transport.sent) == 1 and transport.sent[0].startswith(b"HTTP/1.1 400")
+
+
 def test_the_transport_flushes_before_closing_ending_or_handing_over_and_drops_on_abort():
     for finish in ("close", "write_eof", "set_protocol", "writelines", "abort"):
         inner = RecordingTransport()
