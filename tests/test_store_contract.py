@@ -529,6 +529,43 @@ async def test_group_commit_on_its_own_connection_survives_a_script_flush_and_a_
         await store.close()
 
 
+async def test_a_busy_session_gives_its_connection_back_to_others(redis_server):
+    """A group-commit run keeps a pooled connection while its session stays busy, but gives
+    it back every HOLD_SECONDS: with one connection in the pool, another session's batch is
+    applied while the busy one keeps the run going (instead of waiting out the pool
+    timeout), and every batch of both counts once."""
+    redis_server.client().flushall()
+    store = RedisStore.from_url(redis_server.url, max_connections=1, timeout=3)
+    stop = asyncio.Event()
+    sent: list[asyncio.Future[list[object]]] = []
+
+    async def stream() -> None:  # a batch every turn of the loop: the group never empties
+        while not stop.is_set():
+            if sum(not f.done() for f in sent[-200:]) < 100:
+                sent.append(asyncio.ensure_future(store.apply("busy", [Batch(
+                    sums=runs({0: 1.0}), samples=1)])))
+            await asyncio.sleep(0)
+
+    try:
+        await store.create(meta("busy"))
+        await store.create(meta("other"))
+        producer = asyncio.ensure_future(stream())
+        await asyncio.sleep(0.1)
+        (answer,) = await asyncio.wait_for(store.apply("other", [Batch(
+            sums=runs({0: 1.0}), samples=1)]), timeout=1.5)
+        assert isinstance(answer, Applied)
+        assert store._groups.get("busy")  # noqa: SLF001 - the busy session was still busy
+        stop.set()
+        await producer
+        answers = await asyncio.gather(*sent)
+        assert all(isinstance(a, Applied) for (a,) in answers)
+        assert await sums(store, "busy") == {0: float(len(answers))}
+        assert await sums(store, "other") == {0: 1.0}
+    finally:
+        stop.set()
+        await store.close()
+
+
 async def test_a_large_batch_adds_exactly_with_its_preconditions(store):
     """A batch over the whole-state threshold (Redis adds it in numpy and writes the state back
     when nothing changed in between) behaves like any other: exact sums, epoch, key."""

@@ -307,6 +307,11 @@ def _added_slices(stored: bytes, batch: Batch, slots: dict[str, int]) -> bytes:
     return new.astype("<f8").tobytes()
 
 
+#: The longest a group-commit run keeps a pooled connection before giving it back (and
+#: taking one again): a busy session's run would otherwise hold it for as long as it stays busy.
+HOLD_SECONDS = 0.01
+
+
 def _settle(waiting: list[tuple[Batch, asyncio.Future[Applied | TallyError]]],
             exc: Exception) -> None:
     """`exc` is the answer of every waiting batch not answered yet."""
@@ -555,12 +560,16 @@ class RedisStore:
 
     async def _commit_groups(self, name: str) -> None:
         """Send the session's waiting batches, one call at a time, until none wait. On a
-        single Redis the run keeps one connection of the pool for all its calls (see
-        `_eval_on`); on a cluster, or with replica acknowledgements, each call goes through
-        the client as any other. Cancelled (at shutdown), it answers every batch still
-        waiting, so that no request waits for a run that is gone."""
+        single Redis the run keeps one connection of the pool for its calls (see `_eval_on`),
+        giving it back at least every HOLD_SECONDS so that other sessions' runs waiting for
+        one (more hot sessions than `max_connections`) get their turn; on a cluster, or with
+        replica acknowledgements, each call goes through the client as any other. Cancelled
+        (at shutdown), it answers every batch still waiting, so that no request waits for a
+        run that is gone."""
         conn = None
         now: list[tuple[Batch, asyncio.Future[Applied | TallyError]]] = []
+        loop, held_since = asyncio.get_running_loop(), 0.0
+        pool = self._client.connection_pool if self._direct else None
         try:
             while True:
                 group = self._groups.get(name) or []
@@ -570,8 +579,14 @@ class RedisStore:
                     return
                 self._groups[name] = rest
                 try:
-                    if conn is None and self._direct:
-                        conn = await self._call(self._client.connection_pool.get_connection())
+                    if pool is not None and conn is not None \
+                            and loop.time() - held_since > HOLD_SECONDS:
+                        conn, held = None, conn
+                        await pool.release(held)
+                        await asyncio.sleep(0)  # a run waiting for a connection takes it first
+                    if conn is None and pool is not None:
+                        conn = await self._call(pool.get_connection())
+                        held_since = loop.time()
                     answers = await self._apply_now(name, [batch for batch, _ in now], conn)
                 except Exception as exc:  # noqa: BLE001 - every request of the call gets it
                     _settle(now, exc)
