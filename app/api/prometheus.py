@@ -148,10 +148,10 @@ class HttpMetrics:
 
 class LocalHttpMetrics:
     """The same series as `HttpMetrics`, for one process, in plain numbers: a request costs a
-    few dictionary updates and a `bisect` instead of prometheus_client's locked values (~2
-    us of a small update). Only the event loop's thread counts and scrapes, so no lock is
-    needed. A scrape exposes exactly what `HttpMetrics` would for the same requests (the
-    tests compare the two)."""
+    few dictionary updates and a `bisect` instead of prometheus_client's locked values (1.4
+    against 2.6 us, `python -m bench.prometheus_middleware`). Only the event loop's thread
+    counts and scrapes, so no lock is needed. A scrape exposes exactly what `HttpMetrics`
+    would for the same requests (the tests compare the two)."""
 
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str, str], int] = {}
