@@ -471,9 +471,9 @@ async def test_group_commit_on_its_own_connection_survives_a_script_flush_and_a_
         redis_server):
     """Group commit sends on a connection it holds for its run (app.store.redis._eval_on):
     after SCRIPT FLUSH (a restarted Redis) the script is loaded again and each batch counts
-    once; after the connection is killed, the call in flight fails as a store error (every
-    batch of it gets the error: nothing was applied twice) and the next call reconnects; and
-    the connection goes back to the pool when the run ends."""
+    once; after every connection is killed, a batch is either applied or answered with a
+    store error (503/504), the totals count exactly the applied ones, and the next calls
+    reconnect; and the connection goes back to the pool when the run ends."""
     from app.store.redis import RedisStore
 
     redis_server.client().flushall()
@@ -497,11 +497,10 @@ async def test_group_commit_on_its_own_connection_survives_a_script_flush_and_a_
         for client in admin.client_list():
             if int(client["id"]) != own:
                 admin.client_kill_filter(_id=client["id"])
-        outcomes = await burst(20)  # the killed connection's call fails as a store error
+        outcomes = await burst(20)  # a call on the killed connection fails as a store error
         assert all(isinstance(a, Applied | StoreUnavailable | OutcomeUnknown)
                    for a in outcomes), outcomes
         applied = sum(isinstance(a, Applied) for a in outcomes)
-        assert applied < 20
         assert await sums(store, name) == {0: 40.0 + applied}
         assert all(isinstance(a, Applied) for a in await burst(20))
         assert await sums(store, name) == {0: 60.0 + applied}
