@@ -688,17 +688,16 @@ class Sessions:
 
                 stacked = _stacked_results(
                     listed, borrowed, lambda meta, metric: not self._plugin_classes(meta, metric))
-                out = []
+                out, fresh = [], []
                 for s, result in listed:
                     if result is MISS:
                         result = stacked.get(s.meta.name, MISS)
                         if result is MISS:
                             result = engine.result_json(borrowed(s.meta), s.state,
                                                         s.meta.layout)
-                        self.results.put(s.meta, s.state, result)
-                    sliced = {} if s.meta.slices is None else {"slices": {"max": s.meta.slices}}
-                    out.append({"name": s.meta.name, **hosted(s.meta), "epoch": s.meta.epoch,
-                                "result": result, **sliced})
+                        fresh.append((s.meta, s.state, result))
+                    out.append(listed_entry(s.meta, result))
+                self.results.put_many(fresh)
                 return out
 
         heavy = sum(s.state.elements for s, r in listed if r is MISS) > OFFLOAD_STATE_ELEMENTS
@@ -775,6 +774,19 @@ def hosted(meta: SessionMeta) -> dict[str, Any]:
     if meta.metric == COLLECTION:
         return {"metrics": [m["class_name"] for m in meta.config["metrics"]]}
     return {"metric": meta.metric}
+
+
+def listed_entry(meta: SessionMeta, result: Any) -> dict[str, Any]:
+    """A session's entry in a listing: name, what it hosts, epoch, result (and a sliced
+    session's limit). Built directly, not by unpacking `hosted`: a page holds a thousand."""
+    if meta.metric == COLLECTION:
+        entry = {"name": meta.name, **hosted(meta), "epoch": meta.epoch, "result": result}
+    else:
+        entry = {"name": meta.name, "metric": meta.metric, "epoch": meta.epoch,
+                 "result": result}
+    if meta.slices is not None:
+        entry["slices"] = {"max": meta.slices}
+    return entry
 
 
 def describe(meta: SessionMeta) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -248,6 +249,13 @@ async def test_list_page_stops_at_the_state_budget(store):
     assert [s.meta.name for s in one.sessions] == ["big.0"] and one.last == "big.0"
 
 
+class Held(NamedTuple):
+    """A `KnownState`: what a listing's caller holds of a session."""
+
+    meta: SessionMeta
+    elements: int
+
+
 async def test_list_with_known_states_keeps_the_budget_and_reads_what_changed(store):
     """`known`: sessions at the caller's id and version may come back UNREAD with the
     caller's meta (a single Redis does skip them); a session written since never does."""
@@ -256,8 +264,9 @@ async def test_list_with_known_states_keeps_the_budget_and_reads_what_changed(st
         await store.apply(f"big.{i}", [Batch(sums=Runs.from_indices(
             np.arange(100), np.ones(100)), samples=1)])
     metas = {name: (await store.read(name)).meta for name in ("big.0", "big.1", "big.2")}
+    held = {name: Held(m, 100) for name, m in metas.items()}
     await store.apply("big.1", [Batch(sums=runs({0: 5.0}), samples=1)])
-    page = await store.list("big.", None, limit=10, max_elements=250, known=metas.get)
+    page = await store.list("big.", None, limit=10, max_elements=250, known=held.get)
     assert [s.meta.name for s in page.sessions] == ["big.0", "big.1"]
     assert page.last == "big.1"
     first, second = page.sessions
@@ -266,7 +275,7 @@ async def test_list_with_known_states_keeps_the_budget_and_reads_what_changed(st
     assert first.state is UNREAD or first.state.sums_dict() == {i: 1.0 for i in range(100)}
     assert second.state is not UNREAD and second.state.sums_dict()[0] == 6.0
     assert second.meta.version == metas["big.1"].version + 1
-    whole = await store.list("big.", None, limit=10, known=metas.get)
+    whole = await store.list("big.", None, limit=10, known=held.get)
     assert [s.meta.name for s in whole.sessions] == [f"big.{i}" for i in range(4)]
 
 
@@ -278,7 +287,7 @@ async def test_list_with_known_metas_answers_what_moved_since(store):
     for name in names:
         await store.create(meta(name))
         await store.apply(name, [Batch(sums=runs({0: 1.0}), samples=1)])
-    known = {name: (await store.read(name)).meta for name in names}
+    known = {name: Held((await store.read(name)).meta, 1) for name in names}
     await store.apply("k.written", [Batch(sums=runs({1: 2.0}), samples=1)])
     await store.reset("k.reset")
     await store.apply("k.layout", [Batch(sums=runs({3: 1.0}), samples=1,

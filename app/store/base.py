@@ -131,8 +131,21 @@ class Snapshot:
 #: The state of a listed session that the store did not read (see `Store.list`'s `known`).
 UNREAD = State()
 
-#: What a listing's caller already holds, by name: the meta of the state it has a result of.
-Known = Callable[[str], "SessionMeta | None"]
+class KnownState(Protocol):
+    """What a listing's caller already holds of a session (see `Store.list`'s `known`): the
+    meta of the state it has a result of, and how many elements that state holds (sums plus
+    extremes), which the page's budget counts for a session it does not read. (The result
+    cache's entries are this, so a cold listing builds no second object per session.)"""
+
+    @property
+    def meta(self) -> SessionMeta: ...
+
+    @property
+    def elements(self) -> int: ...
+
+
+#: What a listing's caller already holds, by name.
+Known = Callable[[str], "KnownState | None"]
 
 
 @dataclass
@@ -290,9 +303,9 @@ class Store(Protocol):
         at most `limit`, and fewer when their states together exceed `max_elements` (at
         least one). Costs O(page), whatever else the store holds.
 
-        `known(name)`: the meta of a state the caller already has (its result cached). A
-        store may answer `Snapshot(that meta, UNREAD)` without reading the session when its
-        stored id and version are that meta's (every write bumps the version)."""
+        `known(name)`: the meta and size of a state the caller already has (its result
+        cached). A store may answer `Snapshot(that meta, UNREAD)` without reading the session
+        when its stored id and version are that meta's (every write bumps the version)."""
         ...
 
     async def ping(self) -> None: ...

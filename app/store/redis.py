@@ -127,12 +127,13 @@ def _meta_moved(known: SessionMeta, epoch: bytes, version: bytes, layout: bytes
                 ) -> SessionMeta:
     """The caller's meta of this incarnation with what writes and resets move: the epoch, the
     state version and a lazy metric's layout. Everything else is fixed at create, so a cold
-    listing parses no JSON for it (3.0 -> ~1 us a session)."""
-    return SessionMeta(name=known.name, metric=known.metric, args=known.args,
-                       config=known.config, epoch=int(epoch), created_at=known.created_at,
-                       ttl_seconds=known.ttl_seconds, id=known.id,
-                       layout=orjson.loads(layout) if layout else None, window=known.window,
-                       slices=known.slices, version=int(version))
+    listing parses no JSON for it (3.0 -> ~1 us a session). The fields go positionally, in
+    SessionMeta's order (keywords cost twice as much: 0.7 against 0.3 us, and a cold listing
+    makes a thousand)."""
+    return SessionMeta(known.name, known.metric, known.args, known.config, int(epoch),
+                       known.created_at, known.ttl_seconds, known.id,
+                       orjson.loads(layout) if layout else None, known.window, known.slices,
+                       int(version))
 
 
 def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
@@ -765,9 +766,11 @@ class RedisStore:
         (the script answers 1): the caller holds their state's result."""
         if not names:
             return []
-        metas = [known(name) if known is not None else None for name in names]
-        pairs = "".join(f"{name}\n\n" if m is None else f"{name}\n{m.id}:{m.version}\n"
-                        for name, m in zip(names, metas, strict=True))
+        held = [known(name) if known is not None else None for name in names]
+        pairs = "".join(f"{name}\n\n" if k is None else
+                        f"{name}\n{k.meta.id}:{k.meta.version}:{k.elements}\n"
+                        for name, k in zip(names, held, strict=True))
+        metas = [None if k is None else k.meta for k in held]
         found = await self._run("read_many", names[0], [
             max_elements or 0, len(META_FIELDS), *META_FIELDS, *PAGE_KEY_AFFIXES, pairs],
             key_list=[keys.meta(names[0])])

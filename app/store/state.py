@@ -169,13 +169,19 @@ NO_FLAGS = np.zeros(0, bool)
 NO_EXTREMES.flags.writeable = NO_FLAGS.flags.writeable = False
 
 
+#: How Redis packs a sum (little-endian float64), and whether that is this machine's float64.
+PACKED_SUM = np.dtype("<f8")
+NATIVE_SUMS = PACKED_SUM == np.dtype(np.float64)
+
+
 def state_from(sums: bytes | None, extremes: bytes | None) -> State:
     """Parse the two packed strings (as Redis keeps them) without a Python loop. The sums are
-    a read-only view of `sums` (a listing parses thousands: 2.6 -> 1.3 us each); State's
-    methods that add in place copy them first."""
+    a read-only view of `sums` (a listing parses thousands: 2.6 -> 1.3 -> 0.6 us each, with
+    the dtype object and the count passed positionally); State's methods that add in place
+    copy them first."""
     raw_sums = sums or b""
-    s = np.frombuffer(raw_sums, "<f8", count=len(raw_sums) // 8)
-    if s.dtype != np.float64:  # a big-endian machine
+    s = np.frombuffer(raw_sums, PACKED_SUM, len(raw_sums) // 8)
+    if not NATIVE_SUMS:  # a big-endian machine
         s = s.astype(np.float64)
     raw = extremes or b""
     if not raw:  # the usual case (only plugins keep extremes)

@@ -10,55 +10,62 @@
 --          META_FIELDS)
 -- ARGV[3 + n .. 8 + n]: the text before and after the name in a session's meta, state and
 --          ext keys (keys.around_name)
--- ARGV[9 + n]: per session, its name and a newline, then "<id>:<v>" of the state the caller
---          already has (its result cached) or nothing, and a newline (names and ids hold no
---          newline: service.NAME_PATTERN, hex ids)
+-- ARGV[9 + n]: per session, its name and a newline, then "<id>:<v>:<elements>" of the state
+--          the caller already has (its result cached; elements: that state's sums plus
+--          extremes) or nothing, and a newline (a name holds no newline, service.NAME_PATTERN;
+--          an id is hex, so the token's colons are its only ones)
 -- Returns: one entry per session read: 1 when its meta's id and state version `v` (absent:
--- 0; every write bumps it, see apply.lua) are the caller's "<id>:<v>", so the state is not
--- sent; {epoch, v, layout or '', sums, extremes} when only the version moved (the same
+-- 0; every write bumps it, see apply.lua) are the caller's, so the state is not sent (the
+-- page's budget counts the caller's `elements`: the same version is the same state);
+-- {epoch, v, layout or '', sums, extremes} when only the version moved (the same
 -- incarnation, id: its other meta fields are fixed at create, and the caller has them);
 -- else {the n meta fields as HMGET, sums, extremes}; or {} for a session that is gone
 -- (TTL). It stops before the session that would take the page past the budget, but always
--- reads the first. HMGET, not HGETALL: half the reply to parse.
+-- reads the first. Per session one HMGET of the meta and, unless unchanged, two GETs: each
+-- call from Lua costs about a microsecond, which is most of a listing's time in Redis.
 local budget = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local fields = {unpack(ARGV, 3, 2 + n)}
-local affix = {unpack(ARGV, 3 + n, 8 + n)}
+local m1, m2, s1, s2, e1, e2 = unpack(ARGV, 3 + n, 8 + n)
 local out, total = {}, 0
-for name, token in string.gmatch(ARGV[9 + n], '([^\n]*)\n([^\n]*)\n') do
-  local meta = affix[1] .. name .. affix[2]
-  local state, ext = affix[3] .. name .. affix[4], affix[5] .. name .. affix[6]
-  local same, moved, seen = false, false, nil
-  if token ~= '' then
-    seen = redis.call('HMGET', meta, 'id', 'v', 'epoch', 'layout')
-    if seen[1] then
-      same = (seen[1] .. ':' .. (seen[2] or '0')) == token
-      moved = not same and seen[1] == string.match(token, '^(.*):')
+
+-- The packed sums and extremes of a session, and the elements they hold.
+local function state_of(name)
+  local sums = redis.call('GET', s1 .. name .. s2) or ''
+  local extremes = redis.call('GET', e1 .. name .. e2) or ''
+  return sums, extremes, math.floor(#sums / 8) + math.floor(#extremes / 9)
+end
+
+for name, id, v, elements in string.gmatch(ARGV[9 + n],
+                                           '([^\n]*)\n([^:\n]*):?([^:\n]*):?([^\n]*)\n') do
+  local meta = m1 .. name .. m2
+  local entry, size
+  if id ~= '' then
+    local seen = redis.call('HMGET', meta, 'id', 'v', 'epoch', 'layout')
+    if seen[1] == id then
+      if (seen[2] or '0') == v then
+        entry, size = 1, tonumber(elements)
+      else
+        local sums, extremes
+        sums, extremes, size = state_of(name)
+        entry = {seen[3], seen[2] or '0', seen[4] or '', sums, extremes}
+      end
     end
   end
-  local sums, extremes
-  if same then
-    total = total + math.floor(redis.call('STRLEN', state) / 8)
-      + math.floor(redis.call('STRLEN', ext) / 9)
-  else
-    sums = redis.call('GET', state) or ''
-    extremes = redis.call('GET', ext) or ''
-    total = total + math.floor(#sums / 8) + math.floor(#extremes / 9)
+  if not entry then  -- unknown to the caller, re-created since, or gone
+    local found = redis.call('HMGET', meta, unpack(fields))
+    if not found[1] then  -- every session has its first field (metric)
+      entry, size = {}, 0
+    else
+      local sums, extremes
+      sums, extremes, size = state_of(name)
+      entry = {found, sums, extremes}
+    end
   end
+  total = total + size
   if budget > 0 and #out > 0 and total > budget then
     break
   end
-  if same then
-    out[#out + 1] = 1
-  elseif moved then
-    out[#out + 1] = {seen[3], seen[2] or '0', seen[4] or '', sums, extremes}
-  else
-    local found = redis.call('HMGET', meta, unpack(fields))
-    if not found[1] then  -- every session has its first field (metric)
-      out[#out + 1] = {}
-    else
-      out[#out + 1] = {found, sums, extremes}
-    end
-  end
+  out[#out + 1] = entry
 end
 return out
