@@ -21,7 +21,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -31,8 +30,9 @@ import numpy as np
 import orjson
 
 from app.errors import Conflict, InvalidInput, NotFound, TallyError
+from app.listing import page_results
 from app.merging import PendingUpdate, UpdateMerger, can_merge
-from app.metric_pool import MetricPool, metric_key
+from app.metric_pool import MetricPool
 from app.metrics import engine
 from app.metrics.base import Metric
 from app.metrics.collection import COLLECTION, MetricCollection, build_collection
@@ -672,33 +672,11 @@ class Sessions:
         listed = await self._listed_results(page.sessions)
 
         def results() -> list[dict[str, Any]]:
-            # Cached results first (result_cache.py); for the others, one borrowed metric per
-            # distinct (class, arguments) on the page, not one per session: a page is often a
-            # thousand sessions of a few kinds. Sessions of one kind whose metric declares it
-            # get their results from one stacked call (engine.stacked_results).
-            with ExitStack() as stack:
-                metrics: dict[bytes, Metric] = {}
-
-                def borrowed(meta: SessionMeta) -> Metric:
-                    key = metric_key(meta.metric, meta.args)
-                    if key not in metrics:
-                        metrics[key] = stack.enter_context(
-                            self.metrics.borrow(meta.metric, meta.args))
-                    return metrics[key]
-
-                stacked = _stacked_results(
-                    listed, borrowed, lambda meta, metric: not self._plugin_classes(meta, metric))
-                out, fresh = [], []
-                for s, result in listed:
-                    if result is MISS:
-                        result = stacked.get(s.meta.name, MISS)
-                        if result is MISS:
-                            result = engine.result_json(borrowed(s.meta), s.state,
-                                                        s.meta.layout)
-                        fresh.append((s.meta, s.state, result))
-                    out.append(listed_entry(s.meta, result))
-                self.results.put_many(fresh)
-                return out
+            found, fresh = page_results(
+                listed, self.metrics, lambda meta, metric: not self._plugin_classes(meta, metric))
+            self.results.put_many(fresh)
+            return [listed_entry(snap.meta, result)
+                    for (snap, _), result in zip(listed, found, strict=True)]
 
         heavy = sum(s.state.elements for s, r in listed if r is MISS) > OFFLOAD_STATE_ELEMENTS
         return {"sessions": await self._offload(heavy, results),
@@ -737,35 +715,6 @@ class Sessions:
                         "inputs": spec.inputs, "required": spec.required(),
                         "config": _jsonable(defaults)})
         return out
-
-
-def _stacked_results(listed: list[tuple[Snapshot, Any]],
-                     borrowed: Callable[[SessionMeta], Metric],
-                     builtin: Callable[[SessionMeta, Metric], bool]) -> dict[str, Any]:
-    """Results by name for the uncached sessions of a listing that share a metric, its
-    arguments and layout, each group computed in one stacked call: a thousand Precision
-    sessions in a few numpy calls instead of a thousand loads and results. Groups whose
-    metric does not stack (engine.stacked_results: None), and plugins (a plugin that
-    subclasses Mean inherits its declaration, not necessarily its elementwise result), are
-    left to the caller."""
-    groups: dict[tuple[bytes, bytes], list[Snapshot]] = {}
-    for snap, result in listed:
-        if result is MISS:
-            meta = snap.meta
-            key = (metric_key(meta.metric, meta.args), orjson.dumps(meta.layout))
-            groups.setdefault(key, []).append(snap)
-    out: dict[str, Any] = {}
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        meta = group[0].meta
-        metric = borrowed(meta)
-        if not builtin(meta, metric):
-            continue
-        results = engine.stacked_results(metric, [s.state for s in group], meta.layout)
-        if results is not None:
-            out.update(zip((s.meta.name for s in group), results, strict=True))
-    return out
 
 
 def hosted(meta: SessionMeta) -> dict[str, Any]:

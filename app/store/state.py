@@ -171,7 +171,7 @@ NO_EXTREMES.flags.writeable = NO_FLAGS.flags.writeable = False
 
 #: How Redis packs a sum (little-endian float64), and whether that is this machine's float64.
 PACKED_SUM = np.dtype("<f8")
-NATIVE_SUMS = PACKED_SUM == np.dtype(np.float64)
+NATIVE_SUMS = np.dtype(np.float64) == PACKED_SUM
 
 
 def state_from(sums: bytes | None, extremes: bytes | None) -> State:
