@@ -256,7 +256,7 @@ def test_redis_buckets_expire_by_themselves_and_plain_sessions_have_none(redis_s
         assert 0 < server.ttl(bucket) <= B * K - 30
         assert server.keys(keys.window_prefix("plain") + "*") == []
         plain = {k.decode() for k in server.keys("tally:{plain}:*")}
-        assert plain == {keys.meta("plain"), keys.state("plain")}
+        assert plain == {keys.meta("plain"), keys.state("plain"), keys.version("plain")}
         assert client.delete("/v1/sessions/w").status_code == 204
         assert server.keys(keys.window_prefix("w") + "*") == []
 

@@ -38,6 +38,17 @@ def extremes(name: str) -> str:
     return f"{_tag(name)}:ext"
 
 
+def version(name: str) -> str:
+    """String: "<id> <v> <epoch> <flags>", what a listing asks of a session it knows (is the
+    state still the one it has a result of?), in one GET instead of an HMGET of the meta
+    (from Lua: ~1 against ~2.3 us, and a page reads a thousand). A copy of the meta's `id`,
+    `v` and `epoch`, written with them by create.lua, apply.lua and reset.lua; flags: `L`
+    the meta has a layout, `X` the session has written extremes (else `ext` is empty). A
+    session written before the key existed has none until its next write: a listing then
+    reads the meta."""
+    return f"{_tag(name)}:ver"
+
+
 def history(name: str) -> str:
     """Hash: closed epoch -> its raw state or, once compacted, its result."""
     return f"{_tag(name)}:history"
@@ -81,6 +92,7 @@ def window_bucket(name: str, session_id: str, index: int) -> str:
 
 
 def session_keys(name: str) -> list[str]:
-    """The nine keys of a session, in the order every Lua script expects them."""
+    """The ten keys of a session, in the order every Lua script expects them."""
     return [meta(name), state(name), extremes(name), history(name), idempotency(name),
-            idempotency_expiry(name), slice_slots(name), slice_sums(name), slice_extremes(name)]
+            idempotency_expiry(name), slice_slots(name), slice_sums(name), slice_extremes(name),
+            version(name)]

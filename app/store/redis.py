@@ -158,8 +158,8 @@ def _encode_runs(batch: Batch) -> tuple[bytes, bytes, int]:
     return heads.tobytes(), values.tobytes(), len(heads)
 
 
-#: How read_many.lua composes a session's meta, state and ext keys from its name.
-PAGE_KEY_AFFIXES = [part for key_of in (keys.meta, keys.state, keys.extremes)
+#: How read_many.lua composes a session's meta, state, ext and ver keys from its name.
+PAGE_KEY_AFFIXES = [part for key_of in (keys.meta, keys.state, keys.extremes, keys.version)
                     for part in keys.around_name(key_of)]
 
 

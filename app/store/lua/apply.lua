@@ -1,5 +1,5 @@
 -- apply: add one or more batches' increments to a session's state, atomically per batch.
--- KEYS: meta, state, ext, history, idem, idemx, slices, slsum, slext (the session's keys,
+-- KEYS: meta, state, ext, history, idem, idemx, slices, slsum, slext, ver (the session's keys,
 --       see keys.py)
 -- ARGV[1]: idempotency window in ms; ARGV[2]: idempotency keys kept per session;
 -- ARGV[3]: JSON list of batch headers {"n": samples, "e": expected epoch, "k": idempotency
@@ -35,7 +35,9 @@
 -- that bucket) and `<bucket>:slsum` (packed like `slsum`), expiring with the bucket; a bucket
 -- admits at most the session's limit of values too ("B <limit> <have> <j,...>").
 -- Meta field `v` counts the writes of the state (applied batches and resets): a whole-state
--- batch lands only if no other write came between its read and this script.
+-- batch lands only if no other write came between its read and this script. `ver` copies
+-- id, `v`, epoch and two flags for listings (keys.version): `L` a layout, `X` extremes
+-- written (meta `x`: else `ext` is empty).
 -- State layout (store/state.py): sums are float64 at 8*i of `state`; extremes are a set flag
 -- and a float64 at 9*i of `ext`. Missing bytes read as zero (sum 0, extreme unset).
 -- Slices: `slices` maps each value the epoch has seen to its slot k, in order of arrival;
@@ -98,7 +100,9 @@ end
 
 -- Extremes: keep the larger (max) or smaller (min); an unset element takes the new value,
 -- and NaN wins as in the memory store.
+local extremes_written = false
 local function extreme_run(key, start, count, values, vpos, is_max)
+  extremes_written = extremes_written or key == ext
   local old = redis.call('GETRANGE', key, start * 9, (start + count) * 9 - 1)
   local new = doubles(values, vpos, count)
   local parts = {}
@@ -163,7 +167,8 @@ local function admit(hash, values, slots, new)
   for _, j in ipairs(new) do redis.call('HSET', hash, values[j], slots[j]) end
 end
 
-local fields = redis.call('HMGET', meta, 'epoch', 'v', 'id', 'layout', 'wb', 'wk', 'sm', 'ss')
+local fields = redis.call('HMGET', meta, 'epoch', 'v', 'id', 'layout', 'wb', 'wk', 'sm', 'ss',
+                         'x')
 local epoch = tonumber(fields[1])
 local version = tonumber(fields[2] or '0')
 local first_version = version
@@ -268,6 +273,19 @@ if remembered > 0 then
 end
 if version ~= first_version then
   redis.call('HSET', meta, 'v', version)
+  -- Meta `x`: '1' once extremes were written, '0' before (create.lua); absent on a session
+  -- made before the field existed, which is asked once whether it has extremes.
+  local x = fields[9]
+  if extremes_written then
+    x = '1'
+  elseif not x then
+    x = redis.call('EXISTS', ext) == 1 and '1' or '0'
+  end
+  if x ~= fields[9] then
+    redis.call('HSET', meta, 'x', x)
+  end
+  redis.call('SET', KEYS[10], id .. ' ' .. version .. ' ' .. epoch .. ' '
+             .. (layout and 'L' or '') .. (x == '1' and 'X' or ''))
 end
 if bucket_written then
   -- Gone once bucket + buckets begins: no window reaches it then.

@@ -1,6 +1,6 @@
 -- delete: remove a session with all its state, history, idempotency keys and window buckets
 -- (with their slices).
--- KEYS: meta, state, ext, history, idem, idemx (the session's keys, see keys.py)
+-- KEYS: every key of the session (keys.session_keys)
 -- ARGV[1]: the session's window key prefix (keys.window_prefix).
 -- Returns: 1 if the session existed, else 0. UNLINK frees large values off Redis' main thread.
 -- The buckets that can still exist are the `wk` up to the last one written (`wl`): older ones

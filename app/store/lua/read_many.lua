@@ -8,57 +8,67 @@
 -- ARGV[1]: the most state elements the page may hold (0: no budget)
 -- ARGV[2]: n, the number of meta fields to return; ARGV[3 .. 2 + n]: those fields (redis.py
 --          META_FIELDS)
--- ARGV[3 + n .. 8 + n]: the text before and after the name in a session's meta, state and
---          ext keys (keys.around_name)
--- ARGV[9 + n]: per session, its name and a newline, then "<id>:<v>:<elements>" of the state
+-- ARGV[3 + n .. 10 + n]: the text before and after the name in a session's meta, state, ext
+--          and ver keys (keys.around_name)
+-- ARGV[11 + n]: per session, its name and a newline, then "<id>:<v>:<elements>" of the state
 --          the caller already has (its result cached; elements: that state's sums plus
 --          extremes) or nothing, and a newline (a name holds no newline, service.NAME_PATTERN;
 --          an id is hex, so the token's colons are its only ones)
--- Returns: one entry per session read: 1 when its meta's id and state version `v` (absent:
--- 0; every write bumps it, see apply.lua) are the caller's, so the state is not sent (the
--- page's budget counts the caller's `elements`: the same version is the same state);
+-- Returns: one entry per session read: 1 when its id and state version `v` (absent: 0; every
+-- write bumps it, see apply.lua) are the caller's, so the state is not sent (the page's
+-- budget counts the caller's `elements`: the same version is the same state);
 -- {epoch, v, layout or '', sums, extremes} when only the version moved (the same
 -- incarnation, id: its other meta fields are fixed at create, and the caller has them);
 -- else {the n meta fields as HMGET, sums, extremes}; or {} for a session that is gone
 -- (TTL). It stops before the session that would take the page past the budget, but always
--- reads the first. Per session one HMGET of the meta and, unless unchanged, two GETs: each
--- call from Lua costs about a microsecond, which is most of a listing's time in Redis.
+-- reads the first. A known session is asked its `ver` (keys.version: one GET, where an HMGET
+-- of the meta costs twice as much from Lua, and a page asks a thousand); its layout and
+-- extremes are read only where `ver` says it has them. A session without `ver` (not
+-- written since it appeared) is read from its meta.
 local budget = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local fields = {unpack(ARGV, 3, 2 + n)}
-local m1, m2, s1, s2, e1, e2 = unpack(ARGV, 3 + n, 8 + n)
+local m1, m2, s1, s2, e1, e2, v1, v2 = unpack(ARGV, 3 + n, 10 + n)
 local out, total = {}, 0
 
 -- The packed sums and extremes of a session, and the elements they hold.
-local function state_of(name)
+local function state_of(name, with_extremes)
   local sums = redis.call('GET', s1 .. name .. s2) or ''
-  local extremes = redis.call('GET', e1 .. name .. e2) or ''
+  local extremes = ''
+  if with_extremes then extremes = redis.call('GET', e1 .. name .. e2) or '' end
   return sums, extremes, math.floor(#sums / 8) + math.floor(#extremes / 9)
 end
 
-for name, id, v, elements in string.gmatch(ARGV[9 + n],
+for name, id, v, elements in string.gmatch(ARGV[11 + n],
                                            '([^\n]*)\n([^:\n]*):?([^:\n]*):?([^\n]*)\n') do
   local meta = m1 .. name .. m2
   local entry, size
   if id ~= '' then
-    local seen = redis.call('HMGET', meta, 'id', 'v', 'epoch', 'layout')
-    if seen[1] == id then
-      if (seen[2] or '0') == v then
-        entry, size = 1, tonumber(elements)
-      else
-        local sums, extremes
-        sums, extremes, size = state_of(name)
-        entry = {seen[3], seen[2] or '0', seen[4] or '', sums, extremes}
+    local ver = redis.call('GET', v1 .. name .. v2)
+    if ver then
+      local now_id, now_v, epoch, flags = string.match(ver, '^(%S*) (%S*) (%S*) (%S*)$')
+      if now_id == id then
+        if now_v == v then
+          entry, size = 1, tonumber(elements)
+        else
+          local layout = ''
+          if string.find(flags, 'L', 1, true) then
+            layout = redis.call('HGET', meta, 'layout') or ''
+          end
+          local sums, extremes
+          sums, extremes, size = state_of(name, string.find(flags, 'X', 1, true))
+          entry = {epoch, now_v, layout, sums, extremes}
+        end
       end
     end
   end
-  if not entry then  -- unknown to the caller, re-created since, or gone
+  if not entry then  -- unknown to the caller, re-created since, without `ver`, or gone
     local found = redis.call('HMGET', meta, unpack(fields))
     if not found[1] then  -- every session has its first field (metric)
       entry, size = {}, 0
     else
       local sums, extremes
-      sums, extremes, size = state_of(name)
+      sums, extremes, size = state_of(name, true)
       entry = {found, sums, extremes}
     end
   end

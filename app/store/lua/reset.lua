@@ -1,5 +1,5 @@
 -- reset: close the current epoch into the history, clear the state, open the next epoch.
--- KEYS: meta, state, ext, history, idem, idemx, slices, slsum, slext (the session's keys,
+-- KEYS: meta, state, ext, history, idem, idemx, slices, slsum, slext, ver (the session's keys,
 --       see keys.py)
 -- ARGV: expected epoch ('' = any), history limit (closed epochs kept)
 -- Returns: {"missing"}; {"E", current epoch}; or {"OK", closed epoch, closed_at, sums,
@@ -50,8 +50,11 @@ while first < keep_from do
 end
 redis.call('HSET', meta, 'hfirst', first)
 redis.call('DEL', state, ext)
-redis.call('HINCRBY', meta, 'epoch', 1)
-redis.call('HINCRBY', meta, 'v', 1)  -- a write of the state (see apply.lua)
+local next_epoch = redis.call('HINCRBY', meta, 'epoch', 1)
+local version = redis.call('HINCRBY', meta, 'v', 1)  -- a write of the state (see apply.lua)
+local kept = redis.call('HMGET', meta, 'id', 'layout', 'x')
+redis.call('SET', KEYS[10], kept[1] .. ' ' .. version .. ' ' .. next_epoch .. ' '
+           .. (kept[2] and 'L' or '') .. (kept[3] ~= '0' and 'X' or ''))  -- keys.version
 local ttl = redis.call('HGET', meta, 'ttl')
 if ttl and ttl ~= '' then
   for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, tonumber(ttl)) end
