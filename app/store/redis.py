@@ -766,19 +766,25 @@ class RedisStore:
         (the script answers 1): the caller holds their state's result."""
         if not names:
             return []
-        held = [known(name) if known is not None else None for name in names]
-        pairs = "".join(f"{name}\n\n" if k is None else
-                        f"{name}\n{k.meta.id}:{k.meta.version}:{k.elements}\n"
-                        for name, k in zip(names, held, strict=True))
-        metas = [None if k is None else k.meta for k in held]
+        metas: builtins.list[SessionMeta | None] = []
+        tokens = []
+        for name in names:  # one pass: a page is a thousand names
+            held = known(name) if known is not None else None
+            if held is None:
+                metas.append(None)
+                tokens.append(f"{name}\n\n")
+            else:
+                ours = held.meta
+                metas.append(ours)
+                tokens.append(f"{name}\n{ours.id}:{ours.version}:{held.elements}\n")
         found = await self._run("read_many", names[0], [
-            max_elements or 0, len(META_FIELDS), *META_FIELDS, *PAGE_KEY_AFFIXES, pairs],
-            key_list=[keys.meta(names[0])])
+            max_elements or 0, len(META_FIELDS), *META_FIELDS, *PAGE_KEY_AFFIXES,
+            "".join(tokens)], key_list=[keys.meta(names[0])])
         out: builtins.list[Snapshot | None] = []
         for name, meta, entry in zip(names, metas, found, strict=False):
             if isinstance(entry, int) and meta is not None:
                 out.append(Snapshot(meta, UNREAD))
-            elif len(entry) == MOVED_ENTRY and meta is not None:
+            elif meta is not None and len(entry) == MOVED_ENTRY:
                 epoch, version, layout, sums, extremes = entry
                 out.append(Snapshot(_meta_moved(meta, epoch, version, layout),
                                     state_from(sums, extremes)))
