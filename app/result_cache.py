@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from app.store.base import KnownState, SessionMeta
@@ -71,6 +71,10 @@ class ResultCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        #: `known(name)`: the meta and size of the state whose result is cached for `name`
+        #: (`Store.list`'s `known`: a cache entry is a KnownState, and nobody mutates a
+        #: snapshot's meta). The dict's own `get`: a listing asks it a thousand times.
+        self.known: Callable[[str], KnownState | None] = self._entries.get
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -121,11 +125,6 @@ class ResultCache:
             while held and (len(held) > self.max_entries or self._bytes > self.max_bytes):
                 _, evicted = held.popitem(last=False)
                 self._bytes -= evicted.cost
-
-    def known(self, name: str) -> KnownState | None:
-        """The meta and size of the state whose result is cached for `name` (`Store.list`'s
-        `known`); nobody mutates a snapshot's meta."""
-        return self._entries.get(name)
 
     def get_unread(self, meta: SessionMeta) -> Any:
         """The result for a session the store did not read because its id and version were

@@ -117,35 +117,53 @@ def repeated(server: Server, call: Callable[[], object], repeat: int) -> Timing:
     return timing
 
 
+#: Rounds of the listing part, each: a batch to every session, the listing right after (cold),
+#: the same listing again (relisting), then GETs: the machine's mood moves all three alike.
+LISTING_ROUNDS = 9
+GETS_PER_ROUND = 30
+
+
 def listing_rows(server: Server) -> list[Row]:
+    """The listing figures against one `GET .../result`, the three interleaved round by round
+    (on a shared machine the speed drifts within a run: a GET measured once, before, would
+    divide later listings by another machine's latency); medians over every round."""
     prefix = "list."
     limits = httpx.Limits(max_connections=8)
+    one = f"/v1/sessions/{prefix}0000/result"
+    cold, warm, single = Timing(), Timing(), Timing()
     with httpx.Client(base_url=server.url, timeout=60, limits=limits) as client:
         populate(client, prefix, LISTED)
-        one = f"/v1/sessions/{prefix}0000/result"
         for _ in range(20):  # warm-up
             timed(lambda: client.get(one))
         listed = list_all(client, prefix)
         if listed != LISTED:
             raise RuntimeError(f"listing returned {listed} sessions, not {LISTED}")
-        single = repeated(server, lambda: timed(lambda: client.get(one)), 200)
-        everything = repeated(server, lambda: list_all(client, prefix), 7)
-        changed = Timing()
-        for _ in range(5):
+        for _ in range(LISTING_ROUNDS):
             touch_all(client, prefix, LISTED)
-            changed.record(server, lambda: list_all(client, prefix))
-    note = ("time ratio (lower is better); CPU/req: the server's mean CPU time of a listing / "
-            "of a GET")
+            cold.record(server, lambda: list_all(client, prefix))
+            warm.record(server, lambda: list_all(client, prefix))
+            for _ in range(GETS_PER_ROUND):
+                single.record(server, lambda: timed(lambda: client.get(one)))
+    note = (f"medians of {LISTING_ROUNDS} rounds (each: a batch to every session, not timed, "
+            f"the listing, the listing again, {GETS_PER_ROUND} GETs); time ratio (lower is "
+            "better); CPU/req: the server's mean CPU time of a listing / of a GET")
+    get = f"{millis(single.median)} (one GET result)"
     return [Row("listing", f"list {LISTED:,} sessions with results (limit={LISTED}, "
-                f"following next_cursor; Redis; httpx, sequential)", millis(everything.median),
-                f"{millis(single.median)} (one GET result)", everything.median / single.median,
-                "<= 20x", f"medians of 7 listings and 200 GETs; {note}",
-                everything.cpu_mean / single.cpu_mean),
-            Row("listing", "the same listing after a batch to every session (nothing cached: "
-                "a dashboard polling while every session trains)", millis(changed.median),
-                f"{millis(single.median)} (one GET result)", changed.median / single.median,
-                "", f"median of 5, each after 1,000 updates (not timed); {note}",
-                changed.cpu_mean / single.cpu_mean)]
+                f"following next_cursor; Redis; httpx, sequential), relisting",
+                millis(warm.median), get, warm.median / single.median, "<= 20x", note,
+                warm.cpu_mean / single.cpu_mean),
+            Row("listing", "the same listing right after a batch to every session (nothing "
+                "cached: a dashboard polling while every session trains)",
+                millis(cold.median), get, cold.median / single.median, "<= 20x",
+                f"per round: {round_ratios(cold, single)}", cold.cpu_mean / single.cpu_mean)]
+
+
+def round_ratios(listings: Timing, gets: Timing) -> str:
+    """Each round's listing over the median of that round's GETs, lowest and highest."""
+    per_round = [listing / statistics.median(gets.seconds[i * GETS_PER_ROUND:
+                                                         (i + 1) * GETS_PER_ROUND])
+                 for i, listing in enumerate(listings.seconds)]
+    return f"{min(per_round):.1f}-{max(per_round):.1f}x"
 
 
 FLOOR = "floor"  # the .npz body POSTed to the bare endpoint that only reads it

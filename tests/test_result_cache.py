@@ -48,6 +48,9 @@ async def update(sessions: Sessions, name: str, tp: int, fp: int) -> None:
 
 async def listed(sessions: Sessions, prefix: str) -> dict[str, object]:
     page = await sessions.listing(prefix, None, 1000)
+    # A listing stores the results it computed once its answer is out, one event-loop turn
+    # later (the next request to a server always comes after one).
+    await asyncio.sleep(0)
     return {s["name"]: s["result"] for s in page["sessions"]}
 
 
