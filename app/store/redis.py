@@ -118,9 +118,18 @@ def _meta_of(name: str, raw: dict[str, Any]) -> SessionMeta:
     )
 
 
-#: read_many's answer for a session whose state moved since the caller's meta: epoch, state
-#: version, layout, sums, extremes (its other meta fields are the caller's).
-MOVED_ENTRY = 5
+#: read_many's answers for a session whose state moved since the caller's meta: its `ver`
+#: and sums, or with extremes and layout too (its other meta fields are the caller's).
+MOVED_ENTRY, MOVED_ENTRY_WHOLE = 2, 4
+
+
+def _moved(known: SessionMeta, entry: list[bytes]) -> Snapshot:
+    """A known session's snapshot from read_many's answer for it when its state moved."""
+    _, version, epoch, _ = entry[0].split(b" ")
+    if len(entry) == MOVED_ENTRY:
+        return Snapshot(_meta_moved(known, epoch, version, b""), state_from(entry[1], b""))
+    _, sums, extremes, layout = entry
+    return Snapshot(_meta_moved(known, epoch, version, layout), state_from(sums, extremes))
 
 
 def _meta_moved(known: SessionMeta, epoch: bytes, version: bytes, layout: bytes
@@ -784,10 +793,8 @@ class RedisStore:
         for name, meta, entry in zip(names, metas, found, strict=False):
             if isinstance(entry, int) and meta is not None:
                 out.append(Snapshot(meta, UNREAD))
-            elif meta is not None and len(entry) == MOVED_ENTRY:
-                epoch, version, layout, sums, extremes = entry
-                out.append(Snapshot(_meta_moved(meta, epoch, version, layout),
-                                    state_from(sums, extremes)))
+            elif meta is not None and len(entry) in (MOVED_ENTRY, MOVED_ENTRY_WHOLE):
+                out.append(_moved(meta, entry))
             elif entry:
                 out.append(Snapshot(_meta_of(name, dict(zip(META_FIELDS, entry[0], strict=True))),
                                     state_from(entry[1], entry[2])))

@@ -17,8 +17,9 @@
 -- Returns: one entry per session read: 1 when its id and state version `v` (absent: 0; every
 -- write bumps it, see apply.lua) are the caller's, so the state is not sent (the page's
 -- budget counts the caller's `elements`: the same version is the same state);
--- {epoch, v, layout or '', sums, extremes} when only the version moved (the same
--- incarnation, id: its other meta fields are fixed at create, and the caller has them);
+-- {ver, sums} when only the version moved (the same incarnation, id: its other meta fields
+-- are fixed at create, and the caller has them), or {ver, sums, extremes, layout or ''} when
+-- `ver`'s flags say it has a layout or extremes;
 -- else {the n meta fields as HMGET, sums, extremes}; or {} for a session that is gone
 -- (TTL). It stops before the session that would take the page past the budget, but always
 -- reads the first. A known session is asked its `ver` (keys.version: one GET, where an HMGET
@@ -46,18 +47,18 @@ for name, id, v, elements in string.gmatch(ARGV[11 + n],
   if id ~= '' then
     local ver = redis.call('GET', v1 .. name .. v2)
     if ver then
-      local now_id, now_v, epoch, flags = string.match(ver, '^(%S*) (%S*) (%S*) (%S*)$')
+      local now_id, now_v, flags = string.match(ver, '^(%S*) (%S*) %S* (%S*)$')
       if now_id == id then
         if now_v == v then
           entry, size = 1, tonumber(elements)
         else
-          local layout = ''
-          if string.find(flags, 'L', 1, true) then
-            layout = redis.call('HGET', meta, 'layout') or ''
-          end
           local sums, extremes
           sums, extremes, size = state_of(name, string.find(flags, 'X', 1, true))
-          entry = {epoch, now_v, layout, sums, extremes}
+          if flags == '' then  -- the usual case: no layout, no extremes
+            entry = {ver, sums}
+          else
+            entry = {ver, sums, extremes, redis.call('HGET', meta, 'layout') or ''}
+          end
         end
       end
     end
