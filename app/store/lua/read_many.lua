@@ -42,7 +42,6 @@ end
 
 for name, id, v, elements in string.gmatch(ARGV[11 + n],
                                            '([^\n]*)\n([^:\n]*):?([^:\n]*):?([^\n]*)\n') do
-  local meta = m1 .. name .. m2
   local entry, size
   if id ~= '' then
     local ver = redis.call('GET', v1 .. name .. v2)
@@ -57,14 +56,18 @@ for name, id, v, elements in string.gmatch(ARGV[11 + n],
           if flags == '' then  -- the usual case: no layout, no extremes
             entry = {ver, sums}
           else
-            entry = {ver, sums, extremes, redis.call('HGET', meta, 'layout') or ''}
+            local layout = ''
+            if string.find(flags, 'L', 1, true) then
+              layout = redis.call('HGET', m1 .. name .. m2, 'layout') or ''
+            end
+            entry = {ver, sums, extremes, layout}
           end
         end
       end
     end
   end
   if not entry then  -- unknown to the caller, re-created since, without `ver`, or gone
-    local found = redis.call('HMGET', meta, unpack(fields))
+    local found = redis.call('HMGET', m1 .. name .. m2, unpack(fields))
     if not found[1] then  -- every session has its first field (metric)
       entry, size = {}, 0
     else
