@@ -102,7 +102,7 @@ class ResultCache:
     def put_many(self, fresh: Iterable[tuple[SessionMeta, State, Any]]) -> None:
         """`put` for each (meta, state, result), under one lock: a cold listing stores a
         thousand results at once (~2.7 -> ~1 us each)."""
-        limit = self.max_state_elements if self.max_entries > 0 else -1
+        limit = self.max_state_elements if self.max_entries > 0 else -1  # -1: keep none
         entries = []
         for meta, state, result in fresh:
             elements = state.elements

@@ -131,6 +131,7 @@ class Snapshot:
 #: The state of a listed session that the store did not read (see `Store.list`'s `known`).
 UNREAD = State()
 
+
 class KnownState(Protocol):
     """What a listing's caller already holds of a session (see `Store.list`'s `known`): the
     meta of the state it has a result of, and how many elements that state holds (sums plus
